@@ -1,0 +1,1 @@
+"""prunesafe.data"""
