@@ -44,7 +44,8 @@ class Pruner(abc.ABC):
     Notes
     -----
     Subclasses implement :meth:`prune`, which modifies ``model`` in place and returns it
-    (or returns a replacement).  ``prune_model`` takes care of copying, so a pruner may
+    (or returns a replacement), and sets :attr:`achieved_ratio` and :attr:`pruned_modules`.
+    The class attribute :attr:`unit` names what ``ratio`` counts.  ``prune_model`` takes care of copying, so a pruner may
     assume it owns the model.  Extra keyword options a subclass accepts are passed
     through ``prune_model(..., **options)``.
     """
@@ -53,6 +54,8 @@ class Pruner(abc.ABC):
     name: ClassVar[str] = ""
     #: Whether :meth:`prune` needs ``example_inputs`` (structural methods trace the model).
     requires_example_inputs: ClassVar[bool] = False
+    #: What ``ratio`` counts, for reports ("weights", "filters", "channels", ...).
+    unit: ClassVar[str] = "weights"
 
     def __init__(self, ratio: float) -> None:
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
@@ -61,6 +64,10 @@ class Pruner(abc.ABC):
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"ratio must be in [0, 1) (the fraction to remove), got {ratio}")
         self.ratio = ratio
+        #: Set by :meth:`prune`: the fraction of the method's unit actually removed.
+        self.achieved_ratio: float | None = None
+        #: Set by :meth:`prune`: qualified names of the modules the method pruned.
+        self.pruned_modules: list[str] = []
 
     @abc.abstractmethod
     def prune(self, model: nn.Module, *, example_inputs: Any = None) -> nn.Module:
