@@ -1,1 +1,30 @@
-"""prunesafe.pruning"""
+"""Pruning: unstructured (masks), filter and channel (structural) pruning behind one call.
+
+Examples
+--------
+>>> from prunesafe.models import cifar_resnet
+>>> from prunesafe.pruning import prune_model, registered_pruners
+>>> "unstructured" in registered_pruners()
+True
+>>> pruned = prune_model(cifar_resnet(20), "unstructured", 0.5)
+"""
+
+from prunesafe.pruning import unstructured as unstructured
+from prunesafe.pruning.api import PruningRecord, get_record, prune_model
+from prunesafe.pruning.base import Pruner, get_pruner, register_pruner, registered_pruners, unregister_pruner
+from prunesafe.pruning.unstructured import UnstructuredPruner, finalize, is_pruned, sparsity
+
+__all__ = [
+    "Pruner",
+    "PruningRecord",
+    "UnstructuredPruner",
+    "finalize",
+    "get_pruner",
+    "get_record",
+    "is_pruned",
+    "prune_model",
+    "register_pruner",
+    "registered_pruners",
+    "sparsity",
+    "unregister_pruner",
+]

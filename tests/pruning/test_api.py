@@ -1,0 +1,202 @@
+"""prune_model: dispatch, copying, the attached record, bad input, and a user-registered pruner."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from prunesafe.models import cifar_resnet, cifar_vgg
+from prunesafe.pruning import (
+    Pruner,
+    PruningRecord,
+    UnstructuredPruner,
+    get_record,
+    prune_model,
+    register_pruner,
+    registered_pruners,
+    unregister_pruner,
+)
+from prunesafe.pruning.api import copy_model
+
+
+# --- the "how to add a pruner" example of docs/pruning.md, kept runnable here -------------------
+class RandomFilterPruner(Pruner):
+    """Baseline: zero a random ``ratio`` fraction of every conv's filters (masks, no removal)."""
+
+    unit = "filters"
+
+    def __init__(self, ratio: float, *, seed: int = 0) -> None:
+        super().__init__(ratio)
+        self.seed = seed
+
+    def prune(self, model: nn.Module, *, example_inputs: Any = None) -> nn.Module:
+        generator = torch.Generator().manual_seed(self.seed)
+        removed = total = 0
+        self.pruned_modules = []
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Conv2d):
+                n = module.out_channels
+                k = min(round(self.ratio * n), n - 1)  # never empty a layer
+                drop = torch.randperm(n, generator=generator)[:k]
+                mask = torch.ones_like(module.weight)
+                mask[drop] = 0
+                torch.nn.utils.prune.custom_from_mask(module, "weight", mask)
+                removed, total = removed + k, total + n
+                self.pruned_modules.append(name)
+        self.achieved_ratio = removed / total
+        return model
+
+
+@pytest.fixture
+def random_filter() -> Iterator[str]:
+    register_pruner("random-filter")(RandomFilterPruner)
+    yield "random-filter"
+    unregister_pruner("random-filter")
+
+
+def test_user_registered_pruner_runs_through_prune_model(random_filter: str) -> None:
+    assert random_filter in registered_pruners()
+    pruned = prune_model(cifar_resnet(20), random_filter, 0.5, seed=3)
+    record = pruned.prunesafe_pruning
+    assert record.method == "random-filter"
+    assert record.unit == "filters"
+    assert record.options == {"seed": 3}
+    assert record.achieved_ratio == 0.5
+    conv = pruned.layer1[0].conv1
+    zero_filters = (conv.weight.flatten(1).abs().sum(1) == 0).sum()
+    assert zero_filters == 8
+    assert pruned(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['sed'\].*accepted options: \['seed'\]"):
+        prune_model(cifar_resnet(20), random_filter, 0.5, sed=3)
+    with pytest.raises(ValueError, match=r"random-filter.*unstructured"):
+        prune_model(cifar_resnet(20), "random", 0.5)
+
+
+def test_copies_by_default_and_prunes_in_place_when_asked() -> None:
+    model = cifar_vgg(11)
+    state = copy.deepcopy(model.state_dict())
+    pruned = prune_model(model, "unstructured", 0.5)
+    assert pruned is not model
+    assert not hasattr(model.features[0], "weight_mask")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert get_record(model) is None
+    same = prune_model(model, "unstructured", 0.5, inplace=True)
+    assert same is model
+    assert hasattr(model.features[0], "weight_mask")
+    assert isinstance(get_record(model), PruningRecord)
+
+
+def test_record_contents_and_round_trip() -> None:
+    pruned = prune_model(cifar_resnet(20), "unstructured", 0.3, scope="layerwise", include_linear=True)
+    record = pruned.prunesafe_pruning
+    assert record.method == "unstructured"
+    assert record.ratio == 0.3
+    assert abs(record.achieved_ratio - 0.3) < 1e-3
+    assert record.unit == "weights"
+    assert record.options == {"scope": "layerwise", "include_linear": True}
+    assert record.pruned_modules[0] == "conv1"
+    assert record.pruned_modules[-1] == "linear"
+    assert PruningRecord.from_dict(record.to_dict()) == record
+    callable_option = prune_model(cifar_resnet(20), "unstructured", 0.3, layers=lambda n, m: True)
+    assert isinstance(callable_option.prunesafe_pruning.to_dict()["options"]["layers"], str)
+
+
+def test_pruner_instance_and_class_are_accepted() -> None:
+    pruner = UnstructuredPruner(0.4, scope="layerwise")
+    pruned = prune_model(cifar_vgg(11), pruner)
+    assert pruned.prunesafe_pruning.ratio == 0.4
+    assert pruned.prunesafe_pruning.options == {"scope": "layerwise"}
+    assert prune_model(cifar_vgg(11), pruner, 0.4).prunesafe_pruning.method == "unstructured"
+    with pytest.raises(ValueError, match="disagrees"):
+        prune_model(cifar_vgg(11), pruner, 0.5)
+    with pytest.raises(TypeError, match="constructor"):
+        prune_model(cifar_vgg(11), pruner, scope="global")
+    assert prune_model(cifar_vgg(11), UnstructuredPruner, 0.2).prunesafe_pruning.ratio == 0.2
+
+
+def test_masked_model_after_training_forward_can_be_pruned_again() -> None:
+    # the prune hook leaves a non-leaf `weight` attribute after a forward with autograd;
+    # plain copy.deepcopy refuses such a model, prune_model must not
+    model = prune_model(cifar_resnet(20), "unstructured", 0.5)
+    model(torch.rand(2, 3, 32, 32)).sum().backward()
+    with pytest.raises(RuntimeError):
+        copy.deepcopy(model)
+    again = prune_model(model, "unstructured", 0.7)
+    assert abs(again.prunesafe_pruning.achieved_ratio - 0.7) < 1e-3
+    assert copy_model(model).layer1[0].conv1.weight.is_leaf
+    assert not model.layer1[0].conv1.weight.is_leaf  # the caller's model is left as it was
+
+
+# --- bad input ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [cifar_resnet(20).state_dict(), "resnet20.th", None, np.zeros(3)])
+def test_model_of_wrong_type(bad: Any) -> None:
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
+        prune_model(bad, "unstructured", 0.5)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, float("nan"), float("inf")])
+def test_ratio_outside_range(ratio: float) -> None:
+    with pytest.raises(ValueError, match=r"ratio must be in \[0, 1\)"):
+        prune_model(cifar_vgg(11), "unstructured", ratio)
+
+
+@pytest.mark.parametrize("ratio", ["0.5", True, None, torch.tensor(0.5)])
+def test_ratio_of_wrong_type(ratio: Any) -> None:
+    with pytest.raises(TypeError, match="ratio"):
+        prune_model(cifar_vgg(11), "unstructured", ratio)
+
+
+def test_unknown_method_lists_registered() -> None:
+    with pytest.raises(ValueError, match=r"unknown pruning method 'magnitude'.*unstructured"):
+        prune_model(cifar_vgg(11), "magnitude", 0.5)
+    with pytest.raises(TypeError, match="method must be"):
+        prune_model(cifar_vgg(11), 3, 0.5)  # type: ignore[arg-type]
+
+
+def test_no_prunable_layers() -> None:
+    with pytest.raises(ValueError, match="no prunable layers"):
+        prune_model(nn.Sequential(nn.ReLU(), nn.Flatten()), "unstructured", 0.5)
+
+
+def test_bad_inplace_and_example_inputs() -> None:
+    with pytest.raises(TypeError, match="inplace"):
+        prune_model(cifar_vgg(11), "unstructured", 0.5, inplace=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"example_inputs must be.*torch.randn"):
+        prune_model(cifar_vgg(11), "unstructured", 0.5, example_inputs=[[1.0]] and "x")
+
+
+class _NeedsInputs(Pruner):
+    requires_example_inputs = True
+
+    def prune(self, model: nn.Module, *, example_inputs: Any = None) -> nn.Module:
+        self.seen = example_inputs
+        self.achieved_ratio = 0.0
+        return model
+
+
+class _ForgetsRatio(Pruner):
+    def prune(self, model: nn.Module, *, example_inputs: Any = None) -> nn.Module:
+        return model
+
+
+def test_example_inputs_required_and_numpy_accepted() -> None:
+    with pytest.raises(ValueError, match=r"needs example_inputs: pass example_inputs=torch\.randn\(1, 3, 32"):
+        prune_model(cifar_vgg(11), _NeedsInputs, 0.5)
+    pruner = _NeedsInputs(0.5)
+    prune_model(cifar_vgg(11), pruner, example_inputs=np.zeros((1, 3, 32, 32), dtype=np.float32))
+    assert isinstance(pruner.seen, torch.Tensor)
+    assert pruner.seen.shape == (1, 3, 32, 32)
+    prune_model(cifar_vgg(11), pruner, example_inputs=(np.zeros((1, 3, 32, 32), dtype=np.float32),))
+    assert isinstance(pruner.seen, tuple)
+    assert isinstance(pruner.seen[0], torch.Tensor)
+
+
+def test_pruner_that_forgets_achieved_ratio_is_reported() -> None:
+    with pytest.raises(RuntimeError, match="achieved_ratio"):
+        prune_model(cifar_vgg(11), _ForgetsRatio, 0.5)
