@@ -1,0 +1,729 @@
+r"""Functional calibration metrics: ECE/MCE/RMSCE, classwise ECE, Brier, NLL, debiased L2, bootstrap CIs.
+
+Conventions (see ``docs/calibration.md`` for the formulas, citations and a comparison with torchmetrics,
+netcal and Guo et al.'s code):
+
+* **Inputs.** ``logits`` of shape ``(N, C)`` by default; probabilities only when declared with
+  ``inputs="probs"`` (nothing is guessed from the value range).  Tensors (any device) or NumPy arrays.
+* **Top-label confidence** ``c_i = max_j p_ij`` and prediction ``argmax_j`` (first index on ties).
+* **Equal-width bins are right-closed**: with ``M = n_bins`` bin ``m`` (0-based) is ``(m/M, (m+1)/M]``;
+  a sample goes to bin ``ceil(c * M) - 1``, computed in the confidence's floating dtype.  A confidence
+  of exactly ``0`` (possible only for classwise probabilities) goes to the first bin ``[0, 1/M]``, a
+  confidence of exactly ``1`` to the last bin ``((M-1)/M, 1]``.
+* **Equal-mass ("quantile", adaptive) bins**: the ``N`` samples sorted by (confidence, correctness) are
+  split by rank, rank ``r`` (0-based) going to bin ``floor(r * M / N)``; bin sizes differ by at most one.
+* **Exact accumulation**: per-bin counts are int64 and per-bin sums of confidences are accumulated in
+  int64 fixed point with 40 fractional bits (every float32 value ``>= 2**-17`` is represented exactly).
+  Integer addition is associative, so results do not depend on sample order, batch splitting or the
+  number of processes, and :class:`~prunesafe.metrics.CalibrationAccumulator` reproduces these functions
+  bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from prunesafe.metrics._checks import (
+    InputKind,
+    check_choice,
+    check_labels,
+    check_n_bins,
+    check_scores,
+    to_tensor,
+)
+
+__all__ = [
+    "Binning",
+    "BootstrapResult",
+    "Norm",
+    "bootstrap_ci",
+    "brier_score",
+    "classwise_calibration_error",
+    "debiased_l2_calibration_error",
+    "expected_calibration_error",
+    "maximum_calibration_error",
+    "negative_log_likelihood",
+]
+
+Norm = Literal["l1", "l2", "max"]
+Binning = Literal["uniform", "quantile"]
+
+_NORMS = ("l1", "l2", "max")
+_BINNINGS = ("uniform", "quantile")
+
+# ---------------------------------------------------------------------------------------------------------
+# Exact fixed-point accumulation
+# ---------------------------------------------------------------------------------------------------------
+FRAC_BITS = 40
+_SCALE = float(2**FRAC_BITS)
+_FRAC_MASK = 2**FRAC_BITS - 1
+# At most this many values are added into one int64 slot in a single index_add_ (each < 2**40 after the
+# whole/fraction split), so a partial sum stays below 2**62.
+_MAX_ADD = 2**22
+# Rows of logits handled per step of the top-label kernel (keeps the exp buffer in cache).
+_CHUNK_ELEMS = 2**18
+# |row max| above which exp(logits) is not used directly (over/underflow); those rows use exp(l - max).
+_SAFE_EXP = {torch.float32: 60.0, torch.float64: 600.0}
+
+
+def _carry(whole: Tensor, frac: Tensor) -> None:
+    """Normalise a fixed-point pair in place so that ``0 <= frac < 2**40``."""
+    whole.add_(frac >> FRAC_BITS)
+    frac.bitwise_and_(_FRAC_MASK)
+
+
+def _fixed_add(whole: Tensor, frac: Tensor, values: Tensor, index: Tensor | None) -> None:
+    """Add non-negative finite ``values`` (bucketed by ``index``; all into slot 0 when None) exactly.
+
+    ``values`` are rounded to the 2**-40 grid (exact for float32 values >= 2**-17, and for float64
+    values that are multiples of 2**-40); values must be below 2**22.
+    """
+    if values.numel() == 0:
+        return
+    if index is None:
+        index = torch.zeros(values.shape[0], dtype=torch.int64, device=values.device)
+    for start in range(0, values.shape[0], _MAX_ADD):
+        v = values[start : start + _MAX_ADD]
+        idx = index[start : start + _MAX_ADD]
+        q = torch.round(v * _SCALE).to(torch.int64)
+        whole.index_add_(0, idx, q >> FRAC_BITS)
+        frac.index_add_(0, idx, q & _FRAC_MASK)
+        _carry(whole, frac)
+
+
+def _fixed_to_float(whole: Tensor, frac: Tensor) -> np.ndarray:
+    """Fixed-point pair -> float64 NumPy array (one rounding, deterministic)."""
+    w = whole.detach().cpu().numpy().astype(np.float64)
+    f = frac.detach().cpu().numpy().astype(np.float64)
+    out: np.ndarray = w + f / _SCALE
+    return out
+
+
+@dataclass
+class BinStats:
+    """Per-bin integer statistics (private; shared by the functional API and the accumulator).
+
+    ``count``/``positive`` are int64 sample counts (``positive`` = correct predictions for top-label
+    bins, label == class for classwise bins); ``score_whole``/``score_frac`` hold the per-bin sum of
+    confidences in 40-bit fixed point.
+    """
+
+    count: Tensor
+    positive: Tensor
+    score_whole: Tensor
+    score_frac: Tensor
+
+    @classmethod
+    def zeros(cls, size: int, device: torch.device | str | None = None) -> BinStats:
+        def z() -> Tensor:
+            return torch.zeros(size, dtype=torch.int64, device=device)
+
+        return cls(z(), z(), z(), z())
+
+    def add_(self, other: BinStats) -> None:
+        self.count += other.count.to(self.count.device)
+        self.positive += other.positive.to(self.count.device)
+        self.score_whole += other.score_whole.to(self.count.device)
+        self.score_frac += other.score_frac.to(self.count.device)
+        _carry(self.score_whole, self.score_frac)
+
+    def accumulate_(self, bins: Tensor, scores: Tensor, positive: Tensor) -> None:
+        """Add samples with bin indices ``bins``, scores in [0, 1] and boolean ``positive``."""
+        size = self.count.shape[0]
+        key = bins * 2 + positive.to(torch.int64)
+        both = torch.bincount(key, minlength=2 * size).view(size, 2)
+        self.count += both.sum(1)
+        self.positive += both[:, 1]
+        _fixed_add(self.score_whole, self.score_frac, scores, bins)
+
+    def as_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``(count, positive, score_sum)`` as int64, int64, float64 arrays."""
+        return (
+            self.count.detach().cpu().numpy().astype(np.int64),
+            self.positive.detach().cpu().numpy().astype(np.int64),
+            _fixed_to_float(self.score_whole, self.score_frac),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Top-label confidences
+# ---------------------------------------------------------------------------------------------------------
+def _top_label_chunk(x: Tensor, y: Tensor, inputs: str, buf: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Confidence (max probability) and correctness (argmax == label) for one block of rows.
+
+    For logits the confidence is ``exp(max) / sum_j exp(l_j)`` -- one exp pass and no softmax matrix --
+    falling back to ``1 / sum_j exp(l_j - max)`` for rows whose max is large enough to over/underflow.
+    Every row is computed independently, so the result does not depend on how rows are batched.
+    """
+    m = x.amax(1)
+    if inputs == "logits":
+        e = torch.exp(x, out=buf[: x.shape[0]]) if buf is not None else torch.exp(x)
+        conf = torch.exp(m).div_(e.sum(1))
+        limit = _SAFE_EXP[x.dtype]
+        unsafe = m.abs() > limit
+        if bool(unsafe.any()):
+            rows = unsafe.nonzero().squeeze(1)
+            xs = x.index_select(0, rows)
+            conf[rows] = torch.exp(xs - xs.amax(1, keepdim=True)).sum(1).reciprocal()
+    else:
+        conf = m
+    correct = x.gather(1, y.unsqueeze(1)).squeeze(1) == m
+    # ties for the maximum: the prediction is the first maximal index (torch/NumPy argmax convention)
+    ties = (x == m.unsqueeze(1)).sum(1) > 1
+    if bool(ties.any()):
+        rows = ties.nonzero().squeeze(1)
+        correct[rows] = x.index_select(0, rows).argmax(1) == y.index_select(0, rows)
+    return conf, correct
+
+
+def _chunk_rows(n_cols: int) -> int:
+    return max(1, _CHUNK_ELEMS // max(1, n_cols))
+
+
+def top_label(scores: Tensor, labels: Tensor, inputs: str) -> tuple[Tensor, Tensor]:
+    """Top-label confidences and correctness of validated ``scores``/``labels`` (all rows)."""
+    n, c = scores.shape
+    step = _chunk_rows(c)
+    if n <= step:
+        return _top_label_chunk(scores, labels, inputs, None)
+    buf = torch.empty((step, c), dtype=scores.dtype, device=scores.device)
+    confs, corrects = [], []
+    for start in range(0, n, step):
+        cf, cr = _top_label_chunk(scores[start : start + step], labels[start : start + step], inputs, buf)
+        confs.append(cf)
+        corrects.append(cr)
+    return torch.cat(confs), torch.cat(corrects)
+
+
+def uniform_bin_index(values: Tensor, n_bins: int) -> Tensor:
+    """Right-closed equal-width bin index ``clamp(ceil(v * M) - 1, 0, M - 1)`` as int64."""
+    return torch.ceil(values * n_bins).sub_(1).clamp_(0, n_bins - 1).to(torch.int64)
+
+
+def top_label_uniform_stats(scores: Tensor, labels: Tensor, n_bins: int, inputs: str) -> BinStats:
+    """Equal-width top-label bin statistics, computed block by block (memory O(block + bins))."""
+    n, c = scores.shape
+    stats = BinStats.zeros(n_bins, scores.device)
+    step = _chunk_rows(c)
+    buf = torch.empty((min(step, n), c), dtype=scores.dtype, device=scores.device)
+    for start in range(0, n, step):
+        conf, correct = _top_label_chunk(
+            scores[start : start + step], labels[start : start + step], inputs, buf
+        )
+        stats.accumulate_(uniform_bin_index(conf, n_bins), conf, correct)
+    return stats
+
+
+def sort_by_confidence(conf: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
+    """Sort (confidence, correctness) pairs by confidence, ties broken by correctness.
+
+    Positive IEEE floats order like their bit patterns, so one integer sort of ``bits << 1 | correct``
+    sorts both at once (integer radix sort is much faster than a float sort with indices), and the order
+    depends only on the multiset of pairs, never on the input order.
+    """
+    if conf.dtype == torch.float32:
+        key = (conf.view(torch.int32) << 1) | correct.to(torch.int32)
+        skey = torch.sort(key).values
+        return (skey >> 1).view(torch.float32), (skey & 1).bool()
+    key64 = (conf.to(torch.float64).view(torch.int64) << 1) | correct.to(torch.int64)
+    skey = torch.sort(key64).values
+    return (skey >> 1).view(torch.float64), (skey & 1).bool()
+
+
+def quantile_bin_index(n_samples: int, n_bins: int, device: torch.device) -> Tensor:
+    """Equal-mass bin of each rank ``r`` of ``n_samples`` sorted samples: ``floor(r * M / N)``."""
+    return torch.arange(n_samples, device=device, dtype=torch.int64).mul_(n_bins).div_(
+        n_samples, rounding_mode="floor"
+    )
+
+
+def top_label_quantile_stats(
+    scores: Tensor, labels: Tensor, n_bins: int, inputs: str
+) -> tuple[BinStats, Tensor]:
+    """Equal-mass top-label bin statistics and the sorted confidences (needs O(N) memory: one sort)."""
+    conf, correct = top_label(scores, labels, inputs)
+    sconf, scorrect = sort_by_confidence(conf, correct)
+    stats = BinStats.zeros(n_bins, scores.device)
+    stats.accumulate_(quantile_bin_index(conf.shape[0], n_bins, conf.device), sconf, scorrect)
+    return stats, sconf
+
+
+def prepare(
+    logits: object, labels: object, inputs: str, name: str = "logits"
+) -> tuple[Tensor, Tensor]:
+    """Validate and convert ``(logits, labels)``; labels end up on the scores' device."""
+    scores = check_scores(logits, inputs, name)
+    y = check_labels(labels, scores.shape[0], scores.shape[1])
+    return scores, y.to(scores.device)
+
+
+def top_label_stats(scores: Tensor, labels: Tensor, n_bins: int, binning: str, inputs: str) -> BinStats:
+    if binning == "uniform":
+        return top_label_uniform_stats(scores, labels, n_bins, inputs)
+    return top_label_quantile_stats(scores, labels, n_bins, inputs)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reductions of bin statistics to scalars
+# ---------------------------------------------------------------------------------------------------------
+def calibration_error_from_counts(
+    count: np.ndarray, positive: np.ndarray, score_sum: np.ndarray, norm: str, n_total: int | None = None
+) -> float:
+    """Binned calibration error from per-bin counts / positives / score sums (empty bins ignored)."""
+    n = int(count.sum()) if n_total is None else n_total
+    nonempty = count > 0
+    if n == 0 or not nonempty.any():
+        return 0.0
+    cnt = count[nonempty].astype(np.float64)
+    gap = np.abs(positive[nonempty] / cnt - score_sum[nonempty] / cnt)
+    if norm == "l1":
+        return float(np.sum(cnt * gap) / n)
+    if norm == "l2":
+        return float(math.sqrt(float(np.sum(cnt * gap * gap)) / n))
+    return float(gap.max())
+
+
+def debiased_l2_from_counts(
+    count: np.ndarray, positive: np.ndarray, score_sum: np.ndarray, *, squared: bool
+) -> float:
+    """Kumar et al. (2019) debiased estimate of the squared binned L2 calibration error."""
+    n = int(count.sum())
+    use = count >= 2
+    if n == 0:
+        return 0.0
+    cnt = count[use].astype(np.float64)
+    acc = positive[use] / cnt
+    conf = score_sum[use] / cnt
+    per_bin = (conf - acc) ** 2 - acc * (1.0 - acc) / (cnt - 1.0)
+    sq = float(np.sum(cnt * per_bin) / n)
+    if squared:
+        return sq
+    return math.sqrt(max(sq, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Classwise statistics, Brier, NLL (per-row quantities; exact fixed-point sums)
+# ---------------------------------------------------------------------------------------------------------
+def probabilities(x: Tensor, inputs: str) -> Tensor:
+    """Softmax of logits in their dtype (or the probabilities as given)."""
+    return torch.softmax(x, dim=1) if inputs == "logits" else x
+
+
+def classwise_stats_add(stats: BinStats, x: Tensor, y: Tensor, n_bins: int, inputs: str) -> None:
+    """Accumulate classwise bins (``num_classes * n_bins`` slots, class-major) for a block of rows."""
+    n, c = x.shape
+    step = max(1, _MAX_ADD // c)
+    cols = torch.arange(c, device=x.device, dtype=torch.int64) * n_bins
+    for start in range(0, n, step):
+        p = probabilities(x[start : start + step], inputs)
+        yy = y[start : start + step]
+        bins = (uniform_bin_index(p, n_bins) + cols).reshape(-1)
+        is_label = torch.zeros_like(p, dtype=torch.bool)
+        is_label.scatter_(1, yy.unsqueeze(1), True)
+        stats.accumulate_(bins, p.reshape(-1), is_label.reshape(-1))
+
+
+def brier_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
+    """``sum_j (p_ij - 1[y_i = j])**2`` per row, in float64."""
+    p = probabilities(x, inputs).to(torch.float64)
+    p[torch.arange(p.shape[0], device=p.device), y] -= 1.0
+    return (p * p).sum(1)
+
+
+def nll_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
+    """``-log p_{i, y_i}`` per row, in float64 (``inf`` where a declared probability is 0)."""
+    xd = x.to(torch.float64)
+    picked = xd.gather(1, y.unsqueeze(1)).squeeze(1)
+    if inputs == "logits":
+        return torch.logsumexp(xd, dim=1) - picked
+    return -torch.log(picked)
+
+
+_MAX_FIXED_VALUE = float(2**22)
+
+
+def fixed_sum_add(whole: Tensor, frac: Tensor, values: Tensor, what: str) -> int:
+    """Add finite per-sample values exactly into a 1-slot fixed-point pair; return the number of +inf."""
+    finite = torch.isfinite(values)
+    n_inf = int((~finite).sum())
+    if n_inf:
+        values = values[finite]
+    if values.numel() and float(values.max()) >= _MAX_FIXED_VALUE:
+        raise ValueError(
+            f"a per-sample {what} of {float(values.max()):.4g} exceeds {_MAX_FIXED_VALUE:.0f}: the logits "
+            f"are extreme (|logit| differences of millions); rescale them before computing metrics."
+        )
+    _fixed_add(whole, frac, values, None)
+    return n_inf
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Public functional API
+# ---------------------------------------------------------------------------------------------------------
+def expected_calibration_error(
+    logits: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray,
+    *,
+    n_bins: int = 15,
+    binning: Binning = "uniform",
+    norm: Norm = "l1",
+    inputs: InputKind = "logits",
+) -> float:
+    r"""Top-label expected calibration error (Guo et al., 2017).
+
+    .. math:: \mathrm{ECE} = \sum_{m} \frac{|B_m|}{N} \left|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\right|
+
+    with ``norm="l2"`` the root-mean-square version
+    :math:`\sqrt{\sum_m \frac{|B_m|}{N} (\mathrm{acc}(B_m) - \mathrm{conf}(B_m))^2}` and with
+    ``norm="max"`` the maximum gap over non-empty bins (MCE).
+
+    Parameters
+    ----------
+    logits : Tensor or ndarray, shape (N, C)
+        Logits (default) or probabilities (with ``inputs="probs"``), on any device.
+    labels : Tensor or ndarray, shape (N,)
+        Integer class indices in ``[0, C)``.
+    n_bins : int, default 15
+        Number of bins ``M``.
+    binning : {"uniform", "quantile"}, default "uniform"
+        ``"uniform"``: equal-width, right-closed bins ``(m/M, (m+1)/M]`` (first bin ``[0, 1/M]``).
+        ``"quantile"``: equal-mass bins -- samples sorted by confidence are split by rank ``r`` into bin
+        ``floor(r M / N)`` (adaptive ECE, Nixon et al. 2019).
+    norm : {"l1", "l2", "max"}, default "l1"
+        How per-bin gaps are combined (see above).
+    inputs : {"logits", "probs"}, default "logits"
+        What ``logits`` holds.  Probabilities must lie in [0, 1] with rows summing to 1 (within 1e-4).
+
+    Returns
+    -------
+    float
+        The calibration error in ``[0, 1]``.
+
+    Notes
+    -----
+    Confidence ``c = max_j p_j`` goes to bin ``ceil(c M) - 1`` (computed in the confidence's dtype); a
+    confidence of exactly 1 lands in the last bin, exactly 0 in the first.  Ties in the maximum are
+    resolved like ``argmax`` (first index).  Per-bin sums are exact (int64 fixed point), so the value is
+    independent of sample order and identical to :class:`~prunesafe.metrics.CalibrationAccumulator`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import expected_calibration_error
+    >>> probs = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.35, 0.65], [0.45, 0.55]])
+    >>> labels = torch.tensor([0, 1, 1, 1])
+    >>> round(expected_calibration_error(probs, labels, n_bins=5, inputs="probs"), 4)
+    0.4
+    """
+    m = check_n_bins(n_bins)
+    check_choice(binning, "binning", _BINNINGS)
+    check_choice(norm, "norm", _NORMS)
+    scores, y = prepare(logits, labels, inputs)
+    stats = top_label_stats(scores, y, m, binning, inputs)
+    return calibration_error_from_counts(*stats.as_numpy(), norm=norm)
+
+
+def maximum_calibration_error(
+    logits: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray,
+    *,
+    n_bins: int = 15,
+    binning: Binning = "uniform",
+    inputs: InputKind = "logits",
+) -> float:
+    r"""Maximum calibration error :math:`\max_m |\mathrm{acc}(B_m) - \mathrm{conf}(B_m)|` (non-empty bins).
+
+    Same binning conventions as :func:`expected_calibration_error` (it is that function with
+    ``norm="max"``).  Note MCE is dominated by sparsely populated bins; report bin counts with it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import maximum_calibration_error
+    >>> probs = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.35, 0.65], [0.45, 0.55]])
+    >>> round(maximum_calibration_error(probs, torch.tensor([0, 1, 1, 1]), n_bins=5, inputs="probs"), 4)
+    0.45
+    """
+    return expected_calibration_error(
+        logits, labels, n_bins=n_bins, binning=binning, norm="max", inputs=inputs
+    )
+
+
+def classwise_calibration_error(
+    logits: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray,
+    *,
+    n_bins: int = 15,
+    norm: Norm = "l1",
+    inputs: InputKind = "logits",
+) -> float:
+    r"""Classwise (marginal) calibration error, averaged over classes (Kull et al., 2019; Kumar et al., 2019).
+
+    .. math::
+        \mathrm{cwECE} = \frac{1}{C} \sum_{j=1}^{C} \sum_m \frac{|B_{jm}|}{N}
+        \left| \frac{1}{|B_{jm}|}\sum_{i \in B_{jm}} (1[y_i = j] - p_{ij}) \right|
+
+    where :math:`B_{jm}` holds the samples whose probability for class ``j`` falls in equal-width bin
+    ``m`` (right-closed; a probability of exactly 0 goes to the first bin).  ``norm="l2"`` averages the
+    per-class RMS errors, ``norm="max"`` the per-class maximum gaps.  Memory is O(C * n_bins).
+
+    Parameters
+    ----------
+    logits, labels, n_bins, norm, inputs
+        As in :func:`expected_calibration_error` (equal-width bins only).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import classwise_calibration_error
+    >>> probs = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.35, 0.65], [0.45, 0.55]])
+    >>> round(classwise_calibration_error(probs, torch.tensor([0, 1, 1, 1]), n_bins=5, inputs="probs"), 4)
+    0.4
+    """
+    m = check_n_bins(n_bins)
+    check_choice(norm, "norm", _NORMS)
+    scores, y = prepare(logits, labels, inputs)
+    c = scores.shape[1]
+    stats = BinStats.zeros(c * m, scores.device)
+    classwise_stats_add(stats, scores, y, m, inputs)
+    return classwise_from_counts(*stats.as_numpy(), n_classes=c, n_bins=m, norm=norm)
+
+
+def classwise_from_counts(
+    count: np.ndarray, positive: np.ndarray, score_sum: np.ndarray, *, n_classes: int, n_bins: int, norm: str
+) -> float:
+    cnt = count.reshape(n_classes, n_bins)
+    pos = positive.reshape(n_classes, n_bins)
+    ssum = score_sum.reshape(n_classes, n_bins)
+    per_class = [calibration_error_from_counts(cnt[j], pos[j], ssum[j], norm) for j in range(n_classes)]
+    return float(np.mean(per_class))
+
+
+def brier_score(
+    logits: Tensor | np.ndarray, labels: Tensor | np.ndarray, *, inputs: InputKind = "logits"
+) -> float:
+    r"""Multiclass Brier score (Brier, 1950): :math:`\frac{1}{N}\sum_i \sum_j (p_{ij} - 1[y_i = j])^2`.
+
+    Summed over classes (range ``[0, 2]``), not averaged over them.  Per-sample terms are computed in
+    float64 and summed exactly.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import brier_score
+    >>> probs = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    >>> brier_score(probs, torch.tensor([0, 1]), inputs="probs")
+    0.25
+    """
+    scores, y = prepare(logits, labels, inputs)
+    whole = torch.zeros(1, dtype=torch.int64, device=scores.device)
+    frac = torch.zeros_like(whole)
+    fixed_sum_add(whole, frac, brier_per_sample(scores, y, inputs), "Brier term")
+    return float(_fixed_to_float(whole, frac)[0] / scores.shape[0])
+
+
+def negative_log_likelihood(
+    logits: Tensor | np.ndarray, labels: Tensor | np.ndarray, *, inputs: InputKind = "logits"
+) -> float:
+    r"""Mean negative log-likelihood :math:`-\frac{1}{N}\sum_i \log p_{i, y_i}` (natural log).
+
+    Computed in float64 with a stable log-sum-exp.  With ``inputs="probs"`` a zero probability on the
+    true class gives ``inf`` (no silent clipping).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import negative_log_likelihood
+    >>> round(negative_log_likelihood(torch.zeros(3, 4), torch.tensor([0, 1, 2])), 6)  # log(4)
+    1.386294
+    """
+    scores, y = prepare(logits, labels, inputs)
+    whole = torch.zeros(1, dtype=torch.int64, device=scores.device)
+    frac = torch.zeros_like(whole)
+    n_inf = fixed_sum_add(whole, frac, nll_per_sample(scores, y, inputs), "NLL")
+    if n_inf:
+        return math.inf
+    return float(_fixed_to_float(whole, frac)[0] / scores.shape[0])
+
+
+def debiased_l2_calibration_error(
+    logits: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray,
+    *,
+    n_bins: int = 15,
+    binning: Binning = "uniform",
+    inputs: InputKind = "logits",
+    squared: bool = False,
+) -> float:
+    r"""Debiased top-label L2 calibration error (Kumar, Liang & Ma, 2019, "Verified uncertainty calibration").
+
+    The plug-in estimate :math:`\sum_m \frac{|B_m|}{N}(\mathrm{conf}_m - \mathrm{acc}_m)^2` is biased
+    upwards by the sampling noise of :math:`\mathrm{acc}_m`; the debiased estimator subtracts that noise,
+
+    .. math::
+        \widehat{\mathrm{CE}^2} = \sum_{m: |B_m| \ge 2} \frac{|B_m|}{N}
+        \left[(\mathrm{conf}_m - \mathrm{acc}_m)^2
+        - \frac{\mathrm{acc}_m (1 - \mathrm{acc}_m)}{|B_m| - 1}\right],
+
+    (bins with fewer than two samples contribute 0) and returns
+    :math:`\sqrt{\max(\widehat{\mathrm{CE}^2}, 0)}`.
+
+    Parameters
+    ----------
+    logits, labels, n_bins, binning, inputs
+        As in :func:`expected_calibration_error`.  Kumar et al. recommend ``binning="quantile"``.
+    squared : bool, default False
+        Return the (possibly negative) unbiased estimate of the *squared* error instead.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import debiased_l2_calibration_error
+    >>> g = torch.Generator().manual_seed(0)
+    >>> p = torch.rand(20000, generator=g) * 0.5 + 0.5       # confidence of class 0
+    >>> probs = torch.stack([p, 1 - p], 1)
+    >>> labels = (torch.rand(20000, generator=g) > p).long()  # perfectly calibrated
+    >>> debiased_l2_calibration_error(probs, labels, inputs="probs") < 0.01
+    True
+    """
+    m = check_n_bins(n_bins)
+    check_choice(binning, "binning", _BINNINGS)
+    scores, y = prepare(logits, labels, inputs)
+    stats = top_label_stats(scores, y, m, binning, inputs)
+    return debiased_l2_from_counts(*stats.as_numpy(), squared=squared)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bootstrap confidence intervals
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Percentile-bootstrap confidence interval of a metric.
+
+    Attributes
+    ----------
+    estimate : float
+        The metric on the full sample.
+    low, high : float
+        Interval bounds (``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles of the
+        bootstrap distribution, linear interpolation).
+    confidence : float
+    n_resamples : int
+    std_error : float
+        Standard deviation of the bootstrap replicates.
+    replicates : numpy.ndarray
+        The ``n_resamples`` bootstrap values (not compared by ``==``).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    n_resamples: int
+    std_error: float
+    replicates: np.ndarray = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Scalar fields as a dict (for JSON / pandas)."""
+        return {
+            "estimate": self.estimate,
+            "low": self.low,
+            "high": self.high,
+            "confidence": self.confidence,
+            "n_resamples": self.n_resamples,
+            "std_error": self.std_error,
+        }
+
+
+def bootstrap_ci(
+    metric_fn: Callable[..., float],
+    logits: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    progress: bool = False,
+    **metric_kwargs: Any,
+) -> BootstrapResult:
+    """Seeded percentile-bootstrap confidence interval for any ``metric_fn(logits, labels, **kw) -> float``.
+
+    Samples (rows) are resampled with replacement ``n_resamples`` times using a ``torch.Generator``
+    seeded with ``seed``, so the interval is reproducible.  ``metric_kwargs`` (e.g. ``n_bins``,
+    ``inputs="probs"``) are passed to every call.
+
+    Parameters
+    ----------
+    metric_fn : callable
+        E.g. :func:`expected_calibration_error`, :func:`brier_score`.
+    logits, labels : Tensor or ndarray
+        As for the metric.
+    n_resamples : int, default 1000
+    confidence : float, default 0.95
+        Coverage of the two-sided interval, in (0, 1).
+    seed : int, default 0
+    progress : bool, default False
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    BootstrapResult
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import bootstrap_ci, expected_calibration_error
+    >>> g = torch.Generator().manual_seed(0)
+    >>> logits, labels = torch.randn(500, 10, generator=g), torch.randint(0, 10, (500,), generator=g)
+    >>> r = bootstrap_ci(expected_calibration_error, logits, labels, n_resamples=200, n_bins=10)
+    >>> r.low <= r.estimate <= r.high
+    True
+    """
+    if not callable(metric_fn):
+        raise TypeError(f"`metric_fn` must be callable (e.g. expected_calibration_error), got {metric_fn!r}.")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 2:
+        raise ValueError(f"`n_resamples` must be an integer >= 2, got {n_resamples!r}; use e.g. 1000.")
+    if not (isinstance(confidence, float | int) and 0.0 < float(confidence) < 1.0):
+        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}; use e.g. 0.95.")
+    x = to_tensor(logits, "logits")
+    y = to_tensor(labels, "labels")
+    if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"`logits` and `labels` must have the same number of rows, got shapes {tuple(x.shape)} and "
+            f"{tuple(y.shape)}."
+        )
+    estimate = float(metric_fn(x, y, **metric_kwargs))  # validates the inputs once, loudly
+    n = x.shape[0]
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    reps = np.empty(n_resamples, dtype=np.float64)
+    iterator: Any = range(n_resamples)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="bootstrap", unit="resample")
+    for b in iterator:
+        idx = torch.randint(0, n, (n,), generator=gen)
+        reps[b] = float(metric_fn(x[idx.to(x.device)], y[idx.to(y.device)], **metric_kwargs))
+    alpha = (1.0 - float(confidence)) / 2.0
+    low, high = np.quantile(reps, [alpha, 1.0 - alpha])
+    reps.setflags(write=False)
+    return BootstrapResult(
+        estimate=estimate,
+        low=float(low),
+        high=float(high),
+        confidence=float(confidence),
+        n_resamples=n_resamples,
+        std_error=float(reps.std(ddof=1)),
+        replicates=reps,
+    )
