@@ -11,8 +11,10 @@ The masks are *identical* to those of
 ``torch.nn.utils.prune.global_unstructured(params, pruning_method=prune.L1Unstructured,
 amount=ratio)`` (``scope="global"``) and of ``prune.l1_unstructured(module, "weight",
 amount=ratio)`` per layer (``scope="layerwise"``): the number of pruned weights is
-``round(ratio * n)`` (Python rounding, as torch does) and the weights are chosen by
-:func:`torch.topk` over the same flattened magnitudes, so ties are broken the same way.
+``round(ratio * n)`` (Python rounding, as torch does) and the weights are the ``n`` smallest
+magnitudes of the same flattened vector; where a tie straddles the threshold,
+:func:`torch.topk` breaks it exactly as torch does (otherwise a faster ``kthvalue``
+selection gives the same, unique, set).
 
 Examples
 --------
@@ -124,6 +126,18 @@ def _scores(module: nn.Module) -> torch.Tensor:
 
 
 def _keep_mask(scores: torch.Tensor, n_prune: int, dtype: torch.dtype) -> torch.Tensor:
+    """1 for kept, 0 for the ``n_prune`` smallest scores -- exactly the set ``torch.topk`` picks.
+
+    For large ``n_prune`` one ``kthvalue`` selection is several times faster than ``topk``.
+    When exactly ``n_prune`` scores are ``<=`` the k-th value, the k smallest form a unique
+    set, so the result equals topk's; otherwise a tie straddles the threshold and topk
+    itself breaks it (as torch.nn.utils.prune does).
+    """
+    if n_prune > 0 and 8 * n_prune > scores.numel():
+        threshold = torch.kthvalue(scores, n_prune).values
+        pruned = scores <= threshold
+        if int(torch.count_nonzero(pruned)) == n_prune:
+            return (~pruned).to(dtype)
     keep = torch.ones(scores.numel(), dtype=dtype, device=scores.device)
     if n_prune > 0:
         keep[torch.topk(scores, k=n_prune, largest=False).indices] = 0
