@@ -22,7 +22,7 @@ Examples
 >>> model = cifar_resnet(20)
 >>> report = pruning_report(model, prune_model(model, "unstructured", 0.5), torch.rand(1, 3, 32, 32))
 >>> report.macs_before == report.macs_after, report.macs_before
-(True, 40551424)
+(True, 40551040)
 >>> round(report.nonzero_params_after / report.nonzero_params_before, 2)
 0.5
 """
