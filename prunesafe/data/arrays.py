@@ -18,7 +18,7 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["ArrayDataset", "iter_batches", "load_cifar10_arrays"]
+__all__ = ["ArrayDataset", "BatchBuffers", "iter_batches", "load_cifar10_arrays"]
 
 Transform = Callable[[torch.Tensor], Any]
 
@@ -176,39 +176,84 @@ def iter_batches(
     [(2, 3, 32, 32), (2, 3, 32, 32), (1, 3, 32, 32)]
     """
     images = _as_uint8_nhwc(images)
-    n = int(images.shape[0])
-    y_all = _as_int64_labels(labels, n)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    if n == 0:
-        return
-    bs = min(batch_size, n)
-    _, h, w, c = (int(s) for s in images.shape)
-    on_cuda = dev.type == "cuda"
-    staging = torch.empty((bs, h, w, c), dtype=torch.uint8, pin_memory=on_cuda)
-    staging_np = staging.numpy()
-    staging_dev = torch.empty((bs, h, w, c), dtype=torch.uint8, device=dev) if on_cuda else staging
-    out = torch.empty((bs, c, h, w), dtype=torch.float32, device=dev)
-    y_dev = y_all.to(dev, non_blocking=on_cuda)
-    mm = getattr(images, "_mmap", None) if release_pages else None
-    for start in range(0, n, bs):
-        stop = min(start + bs, n)
-        b = stop - start
-        if isinstance(images, torch.Tensor):
-            staging[:b].copy_(images[start:stop])
-        else:
-            np.copyto(staging_np[:b], images[start:stop], casting="no")
-        if on_cuda:
-            staging_dev[:b].copy_(staging[:b], non_blocking=True)
-        if not reuse_buffer and start > 0:
-            out = torch.empty((bs, c, h, w), dtype=torch.float32, device=dev)
-        x = out[:b]
-        x.copy_(staging_dev[:b].permute(0, 3, 1, 2))
-        x.div_(255.0)
-        if mm is not None:
-            _release(mm)
-        yield x, y_dev[start:stop]
+    y_all = _as_int64_labels(labels, int(images.shape[0]))
+    buffers = BatchBuffers(batch_size, device=device)
+    yield from buffers.batches(images, y_all, reuse_buffer=reuse_buffer, release_pages=release_pages)
+
+
+class BatchBuffers:
+    """Preallocated uint8 staging + float32 output buffers, reused across calls to :meth:`batches`.
+
+    The engine behind :func:`iter_batches`; evaluation loops keep one instance for many arrays so
+    the buffers are allocated once.  Buffers grow when an array has larger images.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> buf = BatchBuffers(4)
+    >>> x, y = next(buf.batches(np.zeros((6, 8, 8, 3), np.uint8), torch.arange(6)))
+    >>> tuple(x.shape), y.tolist()
+    ((4, 3, 8, 8), [0, 1, 2, 3])
+    """
+
+    def __init__(self, batch_size: int = 500, *, device: torch.device | str | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self._shape: tuple[int, int, int] | None = None
+        self._staging = torch.empty(0, dtype=torch.uint8)
+        self._staging_dev = self._staging
+        self._out = torch.empty(0)
+
+    def _ensure(self, h: int, w: int, c: int) -> None:
+        if self._shape == (h, w, c):
+            return
+        bs, dev = self.batch_size, self.device
+        on_cuda = dev.type == "cuda"
+        self._staging = torch.empty((bs, h, w, c), dtype=torch.uint8, pin_memory=on_cuda)
+        self._staging_dev = (
+            torch.empty((bs, h, w, c), dtype=torch.uint8, device=dev) if on_cuda else self._staging
+        )
+        self._out = torch.empty((bs, c, h, w), dtype=torch.float32, device=dev)
+        self._shape = (h, w, c)
+
+    def batches(
+        self,
+        images: npt.NDArray[np.uint8] | torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        reuse_buffer: bool = True,
+        release_pages: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield float batches of ``images`` (validated uint8 NHWC) with int64 ``labels`` (CPU tensor)."""
+        n = int(images.shape[0])
+        if n == 0:
+            return
+        _, h, w, c = (int(s) for s in images.shape)
+        self._ensure(h, w, c)
+        on_cuda = self.device.type == "cuda"
+        staging, staging_dev = self._staging, self._staging_dev
+        staging_np = staging.numpy()
+        y_dev = labels.to(self.device)
+        mm = getattr(images, "_mmap", None) if release_pages else None
+        bs = self.batch_size
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            b = stop - start
+            if isinstance(images, torch.Tensor):
+                staging[:b].copy_(images[start:stop])
+            else:
+                np.copyto(staging_np[:b], images[start:stop], casting="no")
+            if on_cuda:  # blocking: the pinned staging buffer is overwritten by the next batch
+                staging_dev[:b].copy_(staging[:b])
+            out = self._out if reuse_buffer else torch.empty_like(self._out)
+            x = out[:b]
+            x.copy_(staging_dev[:b].permute(0, 3, 1, 2))
+            x.div_(255.0)
+            if mm is not None:
+                _release(mm)
+            yield x, y_dev[start:stop]
 
 
 def _release(mm: Any) -> None:
