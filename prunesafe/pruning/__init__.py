@@ -9,20 +9,27 @@ True
 >>> pruned = prune_model(cifar_resnet(20), "unstructured", 0.5)
 """
 
-from prunesafe.pruning import unstructured as unstructured
 from prunesafe.pruning.api import PruningRecord, get_record, prune_model
 from prunesafe.pruning.base import Pruner, get_pruner, register_pruner, registered_pruners, unregister_pruner
+from prunesafe.pruning.report import LayerReport, PruningReport, count_macs, pruning_report
+from prunesafe.pruning.structured import ChannelPruner, FilterPruner
 from prunesafe.pruning.unstructured import UnstructuredPruner, finalize, is_pruned, sparsity
 
 __all__ = [
+    "ChannelPruner",
+    "FilterPruner",
+    "LayerReport",
     "Pruner",
     "PruningRecord",
+    "PruningReport",
     "UnstructuredPruner",
+    "count_macs",
     "finalize",
     "get_pruner",
     "get_record",
     "is_pruned",
     "prune_model",
+    "pruning_report",
     "register_pruner",
     "registered_pruners",
     "sparsity",
