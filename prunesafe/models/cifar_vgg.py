@@ -67,7 +67,8 @@ class CifarVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pool(self.features(self.normalize(x))).flatten(1)
-        return self.classifier(out)
+        logits: torch.Tensor = self.classifier(out)
+        return logits
 
 
 def cifar_vgg(
