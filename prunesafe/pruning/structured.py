@@ -24,10 +24,11 @@ several producing convs at once.  ``coupling="exclude"`` (the default) prunes on
 whose output channels have a single producer and leaves coupled ones intact; this is what Li
 et al. do for ResNets (they prune the first conv of each residual block) and it cannot hurt
 the residual stream, which the paper found sensitive.  ``coupling="together"`` prunes a
-coupled group as one unit: a channel's importance is the mean over the group's producers
-(mean rather than sum, so a channel shared by many layers is comparable with one shared by
-few), and the same channels disappear from every member -- including the zero channels of
-option-A shortcuts, whose ``pad_front``/``pad_back`` shrink.
+coupled group as one unit: a channel's importance is the mean over the group's producers of
+its filter norm divided by the mean filter norm of that producer (mean rather than sum, so a
+channel shared by many layers is comparable with one shared by few; normalised, so layers of
+different fan-in weigh alike), and the same channels disappear from every member -- including
+the zero channels of option-A shortcuts, whose ``pad_front``/``pad_back`` shrink.
 
 Examples
 --------
@@ -351,7 +352,10 @@ class FilterPruner(_StructuredPruner):
             slot = graph.slots[i]
             weight = slot.module.get_parameter("weight")
             dim = next(d for attr, d in slot.tensors if attr == "weight")
-            out.append(filter_norms(weight, dim, self.norm))
+            norms = filter_norms(weight, dim, self.norm)
+            # scale-free within a coupled group: layers of different fan-in are compared fairly
+            mean = norms.mean()
+            out.append(norms / mean if mean > 0 else norms)
         return out
 
     def _choose(
