@@ -6,6 +6,7 @@ input fails in one place with one message that names the argument and says how t
 
 from __future__ import annotations
 
+import math
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -100,14 +101,15 @@ def check_scores(scores: object, inputs: str, name: str = "logits") -> Tensor:
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
     t = t.contiguous()
-    if not bool(torch.isfinite(t).all()):
+    lo_t, hi_t = torch.aminmax(t)  # one pass; NaN propagates, +-inf shows up in min/max
+    lo, hi = float(lo_t), float(hi_t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         n_bad = int((~torch.isfinite(t)).sum())
         raise ValueError(
             f"`{name}` contains {n_bad} NaN or infinite value(s); fix the model output (or drop those rows) "
             f"before computing calibration metrics."
         )
     if inputs == "probs":
-        lo, hi = float(t.min()), float(t.max())
         if lo < 0.0 or hi > 1.0:
             raise ValueError(
                 f"`{name}` was declared as probabilities (inputs='probs') but has values in "

@@ -68,7 +68,7 @@ _FRAC_MASK = 2**FRAC_BITS - 1
 # whole/fraction split), so a partial sum stays below 2**62.
 _MAX_ADD = 2**22
 # Rows of logits handled per step of the top-label kernel (keeps the exp buffer in cache).
-_CHUNK_ELEMS = 2**18
+_CHUNK_ELEMS = 2**20
 # |row max| above which exp(logits) is not used directly (over/underflow); those rows use exp(l - max).
 _SAFE_EXP = {torch.float32: 60.0, torch.float64: 600.0}
 
@@ -79,11 +79,14 @@ def _carry(whole: Tensor, frac: Tensor) -> None:
     frac.bitwise_and_(_FRAC_MASK)
 
 
-def _fixed_add(whole: Tensor, frac: Tensor, values: Tensor, index: Tensor | None) -> None:
+def _fixed_add(
+    whole: Tensor, frac: Tensor, values: Tensor, index: Tensor | None, *, at_most_one: bool = False
+) -> None:
     """Add non-negative finite ``values`` (bucketed by ``index``; all into slot 0 when None) exactly.
 
     ``values`` are rounded to the 2**-40 grid (exact for float32 values >= 2**-17, and for float64
-    values that are multiples of 2**-40); values must be below 2**22.
+    values that are multiples of 2**-40); values must be below 2**22.  With ``at_most_one=True`` the
+    caller guarantees ``values <= 1`` and the quantised values are added in one pass.
     """
     if values.numel() == 0:
         return
@@ -93,8 +96,11 @@ def _fixed_add(whole: Tensor, frac: Tensor, values: Tensor, index: Tensor | None
         v = values[start : start + _MAX_ADD]
         idx = index[start : start + _MAX_ADD]
         q = torch.round(v * _SCALE).to(torch.int64)
-        whole.index_add_(0, idx, q >> FRAC_BITS)
-        frac.index_add_(0, idx, q & _FRAC_MASK)
+        if at_most_one:  # q <= 2**40, at most 2**22 of them: the partial sum stays below 2**63 - 2**40
+            frac.index_add_(0, idx, q)
+        else:
+            whole.index_add_(0, idx, q >> FRAC_BITS)
+            frac.index_add_(0, idx, q & _FRAC_MASK)
         _carry(whole, frac)
 
 
@@ -141,7 +147,7 @@ class BinStats:
         both = torch.bincount(key, minlength=2 * size).view(size, 2)
         self.count += both.sum(1)
         self.positive += both[:, 1]
-        _fixed_add(self.score_whole, self.score_frac, scores, bins)
+        _fixed_add(self.score_whole, self.score_frac, scores, bins, at_most_one=True)
 
     def as_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return ``(count, positive, score_sum)`` as int64, int64, float64 arrays."""
@@ -155,31 +161,43 @@ class BinStats:
 # ---------------------------------------------------------------------------------------------------------
 # Top-label confidences
 # ---------------------------------------------------------------------------------------------------------
-def _top_label_chunk(x: Tensor, y: Tensor, inputs: str, buf: Tensor | None) -> tuple[Tensor, Tensor]:
+def _top_label_chunk(
+    x: Tensor,
+    y: Tensor,
+    inputs: str,
+    buf: Tensor | None,
+    out: tuple[Tensor, Tensor] | None = None,
+    check_range: bool = True,
+) -> tuple[Tensor, Tensor]:
     """Confidence (max probability) and correctness (argmax == label) for one block of rows.
 
-    For logits the confidence is ``exp(max) / sum_j exp(l_j)`` -- one exp pass and no softmax matrix --
-    falling back to ``1 / sum_j exp(l_j - max)`` for rows whose max is large enough to over/underflow.
-    Every row is computed independently, so the result does not depend on how rows are batched.
+    For logits the confidence is ``exp(max) / sum_j exp(l_j)`` -- one exp pass into a reused buffer and
+    no softmax matrix -- falling back to ``1 / sum_j exp(l_j - max)`` for rows whose max is large enough
+    to over/underflow (only looked for when ``check_range``).  The prediction is ``torch.max``'s index
+    (the first maximal index on ties).  Every row is computed independently, so the result does not
+    depend on how rows are batched.
     """
-    m = x.amax(1)
+    if out is None:
+        m, pred = torch.max(x, 1)
+    else:
+        m, pred = torch.max(x, 1, out=(out[0], torch.empty_like(y)))
     if inputs == "logits":
         e = torch.exp(x, out=buf[: x.shape[0]]) if buf is not None else torch.exp(x)
-        conf = torch.exp(m).div_(e.sum(1))
-        limit = _SAFE_EXP[x.dtype]
-        unsafe = m.abs() > limit
-        if bool(unsafe.any()):
-            rows = unsafe.nonzero().squeeze(1)
-            xs = x.index_select(0, rows)
-            conf[rows] = torch.exp(xs - xs.amax(1, keepdim=True)).sum(1).reciprocal()
+        s = e.sum(1)
+        rows = None
+        if check_range:
+            limit = _SAFE_EXP[x.dtype]
+            unsafe = m.abs() > limit
+            if bool(unsafe.any()):
+                rows = unsafe.nonzero().squeeze(1)
+                shifted = torch.exp(x.index_select(0, rows) - m.index_select(0, rows).unsqueeze(1))
+                fallback = shifted.sum(1).reciprocal()
+        conf = torch.exp(m, out=m).div_(s)
+        if rows is not None:
+            conf[rows] = fallback
     else:
         conf = m
-    correct = x.gather(1, y.unsqueeze(1)).squeeze(1) == m
-    # ties for the maximum: the prediction is the first maximal index (torch/NumPy argmax convention)
-    ties = (x == m.unsqueeze(1)).sum(1) > 1
-    if bool(ties.any()):
-        rows = ties.nonzero().squeeze(1)
-        correct[rows] = x.index_select(0, rows).argmax(1) == y.index_select(0, rows)
+    correct = torch.eq(pred, y, out=out[1]) if out is not None else pred == y
     return conf, correct
 
 
@@ -188,18 +206,26 @@ def _chunk_rows(n_cols: int) -> int:
 
 
 def top_label(scores: Tensor, labels: Tensor, inputs: str) -> tuple[Tensor, Tensor]:
-    """Top-label confidences and correctness of validated ``scores``/``labels`` (all rows)."""
+    """Top-label confidences and correctness of validated ``scores``/``labels`` (all rows).
+
+    Works block by block (``2**20`` scores per block) so the exp buffer is reused and stays in cache.
+    """
     n, c = scores.shape
+    check_range = True
+    if inputs == "logits":
+        lo, hi = torch.aminmax(scores)
+        limit = _SAFE_EXP[scores.dtype]
+        check_range = not (-limit <= float(lo) and float(hi) <= limit)
     step = _chunk_rows(c)
     if n <= step:
-        return _top_label_chunk(scores, labels, inputs, None)
+        return _top_label_chunk(scores, labels, inputs, None, None, check_range)
     buf = torch.empty((step, c), dtype=scores.dtype, device=scores.device)
-    confs, corrects = [], []
+    conf = torch.empty(n, dtype=scores.dtype, device=scores.device)
+    correct = torch.empty(n, dtype=torch.bool, device=scores.device)
     for start in range(0, n, step):
-        cf, cr = _top_label_chunk(scores[start : start + step], labels[start : start + step], inputs, buf)
-        confs.append(cf)
-        corrects.append(cr)
-    return torch.cat(confs), torch.cat(corrects)
+        sl = slice(start, start + step)
+        _top_label_chunk(scores[sl], labels[sl], inputs, buf, (conf[sl], correct[sl]), check_range)
+    return conf, correct
 
 
 def uniform_bin_index(values: Tensor, n_bins: int) -> Tensor:
@@ -208,16 +234,10 @@ def uniform_bin_index(values: Tensor, n_bins: int) -> Tensor:
 
 
 def top_label_uniform_stats(scores: Tensor, labels: Tensor, n_bins: int, inputs: str) -> BinStats:
-    """Equal-width top-label bin statistics, computed block by block (memory O(block + bins))."""
-    n, c = scores.shape
+    """Equal-width top-label bin statistics (state O(bins); temporaries O(N) per call)."""
     stats = BinStats.zeros(n_bins, scores.device)
-    step = _chunk_rows(c)
-    buf = torch.empty((min(step, n), c), dtype=scores.dtype, device=scores.device)
-    for start in range(0, n, step):
-        conf, correct = _top_label_chunk(
-            scores[start : start + step], labels[start : start + step], inputs, buf
-        )
-        stats.accumulate_(uniform_bin_index(conf, n_bins), conf, correct)
+    conf, correct = top_label(scores, labels, inputs)
+    stats.accumulate_(uniform_bin_index(conf, n_bins), conf, correct)
     return stats
 
 
