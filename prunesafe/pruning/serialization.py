@@ -5,8 +5,8 @@ Python types and tensors, so :func:`torch.load` reads it with ``weights_only=Tru
 
 * ``builder`` / ``builder_kwargs`` -- how to build the *unpruned* architecture, e.g.
   ``"prunesafe.models:CifarResNet"`` with ``{"num_blocks": [3, 3, 3], ...}`` (detected
-  automatically for prunesafe's CIFAR ResNets/VGGs and torchvision ResNets, VGGs and
-  MobileNetV2, or given by the caller);
+  automatically for prunesafe's CIFAR ResNets (basic, bottleneck, pre-activation, option A/B)
+  and VGGs and for torchvision ResNets, VGGs and MobileNetV2, or given by the caller);
 * ``modules`` -- type and configuration of every Conv, BatchNorm, Linear, PReLU and
   ``ZeroPadShortcut`` (channels, groups, kernel, paddings, ...), i.e. the shrunk shapes;
 * ``pruning`` -- the :class:`~prunesafe.pruning.PruningRecord`;
@@ -49,6 +49,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from prunesafe.models.cifar_preact_resnet import CifarPreActResNet
 from prunesafe.models.cifar_resnet import CifarResNet, ZeroPadShortcut
 from prunesafe.models.cifar_vgg import CifarVGG
 from prunesafe.models.normalization import Normalize
@@ -138,10 +139,24 @@ def _last_linear(module: nn.Module) -> nn.Linear | None:
 
 def _detect_builder(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
     """Builder and kwargs that rebuild ``model``'s (unpruned) topology, if recognised."""
-    if isinstance(model, CifarResNet):
-        blocks = [len(getattr(model, f"layer{i}")) for i in (1, 2, 3)]
-        kwargs = {"num_blocks": blocks, "num_classes": model.linear.out_features, **_normalize_kwargs(model)}
-        return "prunesafe.models:CifarResNet", kwargs
+    if isinstance(model, (CifarResNet, CifarPreActResNet)):
+        stages = [getattr(model, f"layer{i}") for i in (1, 2, 3)]
+        blocks = [b for stage in stages for b in stage]
+        shortcuts = [getattr(b, "shortcut", None) for b in blocks]
+        if any(isinstance(s, ZeroPadShortcut) for s in shortcuts):
+            shortcut = "A"
+        elif any(s is not None and not isinstance(s, nn.Identity) for s in shortcuts):
+            shortcut = "B"
+        else:
+            return None
+        kwargs = {
+            "num_blocks": [len(stage) for stage in stages],
+            "num_classes": model.linear.out_features,
+            "block": "bottleneck" if "Bottleneck" in type(blocks[0]).__name__ else "basic",
+            "shortcut": shortcut,
+            **_normalize_kwargs(model),
+        }
+        return f"prunesafe.models:{type(model).__name__}", kwargs
     if isinstance(model, CifarVGG):
         config: list[int | str] = []
         for m in model.features:

@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
-from prunesafe.models import cifar_resnet, cifar_vgg
+from prunesafe.models import cifar_preact_resnet, cifar_resnet, cifar_vgg
 from prunesafe.pruning import is_pruned, prune_model
 from prunesafe.pruning.serialization import FORMAT_VERSION, load_pruned, save_pruned
 
@@ -30,6 +30,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], str, float, dict[str, Any]]] = {
     "resnet20-filter-coupled": (lambda: cifar_resnet(20), "filter", 0.5, {"coupling": "together"}),
     "resnet20-channel": (lambda: cifar_resnet(20), "channel", 0.4, {}),
     "resnet20-unstructured": (lambda: cifar_resnet(20), "unstructured", 0.7, {}),
+    "preact-resnet20-B-filter": (lambda: cifar_preact_resnet(20, shortcut="B"), "filter", 0.5, {}),
     "vgg16-filter": (lambda: cifar_vgg(16), "filter", 0.5, {}),
     "tv-resnet18-filter": (lambda: torchvision.models.resnet18(weights=None), "filter", 0.5, {}),
 }
