@@ -43,6 +43,7 @@ from prunesafe.metrics.calibration import expected_calibration_error, negative_l
 __all__ = [
     "CLEAN",
     "COLUMNS",
+    "RobustnessAccumulator",
     "RobustnessRecord",
     "RobustnessResult",
     "evaluate_corruptions",
@@ -289,6 +290,8 @@ def evaluate_corruptions(
     data : path, CIFAR10C, CIFAR100C or None
         A CIFAR-10-C folder (opened as :class:`~prunesafe.data.CIFAR10C`) or a dataset object (use
         :class:`~prunesafe.data.CIFAR100C` for CIFAR-100-C).  ``None`` evaluates ``clean`` only.
+        Images are read straight from the memory maps: a dataset's ``transform`` is not applied
+        (use :class:`RobustnessAccumulator` with your own loop for test-time transforms).
     corruptions : str or sequence of str, optional
         Names or shortcuts (``"benchmark"``, ``"all"``, ``"extra"``, ``"noise"``, ...).  Default:
         ``"benchmark"`` for a folder, the dataset's own selection for a dataset (a given value then
@@ -376,18 +379,7 @@ def evaluate_corruptions(
                         f"labels of ({corruption!r}, {severity}) go up to {int(labels.max())} but the model "
                         f"outputs {logits.shape[1]} classes; wrong dataset (CIFAR-10-C vs CIFAR-100-C)?"
                     )
-                accuracy = float((logits.argmax(1) == labels).double().mean())
-                result.records.append(
-                    RobustnessRecord(
-                        model=name,
-                        corruption=corruption,
-                        severity=severity,
-                        n=n,
-                        accuracy=accuracy,
-                        ece=expected_calibration_error(logits, labels, n_bins=n_bins),
-                        nll=negative_log_likelihood(logits, labels),
-                    )
-                )
+                result.records.append(_cell_record(name, corruption, severity, logits, labels, n_bins))
                 if keep_logits:
                     result.logits[(corruption, severity)] = logits
                     result.labels[(corruption, severity)] = labels
@@ -395,6 +387,100 @@ def evaluate_corruptions(
         bar.close()
         model.train(was_training)
     return result
+
+
+def _cell_record(
+    model: str, corruption: str, severity: int, logits: torch.Tensor, labels: torch.Tensor, n_bins: int
+) -> RobustnessRecord:
+    return RobustnessRecord(
+        model=model,
+        corruption=corruption,
+        severity=severity,
+        n=int(labels.shape[0]),
+        accuracy=float((logits.argmax(1) == labels).double().mean()),
+        ece=expected_calibration_error(logits, labels, n_bins=n_bins),
+        nll=negative_log_likelihood(logits, labels),
+    )
+
+
+class RobustnessAccumulator:
+    """Stateful counterpart of :func:`evaluate_corruptions` for your own evaluation loop.
+
+    Feed it logits per (corruption, severity) cell -- in any order, in as many batches as you like --
+    and :meth:`compute` returns the same :class:`RobustnessResult` table.
+
+    Parameters
+    ----------
+    model_name : str, default "model"
+        Value of the ``model`` column.
+    n_bins : int, default 15
+        Bins of the per-cell ECE.
+
+    Examples
+    --------
+    >>> import torch
+    >>> acc = RobustnessAccumulator(model_name="m")
+    >>> acc.update(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]), "fog", 1)
+    >>> acc.update(torch.tensor([[3.0, 0.0]]), torch.tensor([0]), "clean", 0)
+    >>> [(r["corruption"], r["severity"], r["n"], r["accuracy"]) for r in acc.compute().records]
+    [('fog', 1, 2, 0.5), ('clean', 0, 1, 1.0)]
+    """
+
+    def __init__(self, *, model_name: str = "model", n_bins: int = 15) -> None:
+        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+            raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+        self.model_name = model_name
+        self.n_bins = n_bins
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything seen so far."""
+        self._logits: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self._labels: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self._num_classes: int | None = None
+
+    def update(self, logits: Any, labels: Any, corruption: str, severity: int) -> None:
+        """Add a batch of ``logits`` ``(B, C)`` and ``labels`` ``(B,)`` to cell (corruption, severity).
+
+        Use ``corruption="clean", severity=0`` for clean data.
+        """
+        if not isinstance(corruption, str) or not corruption:
+            raise TypeError(f"corruption must be a non-empty str, got {corruption!r}")
+        if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)):
+            raise TypeError(f"severity must be an int, got {severity!r}")
+        if (corruption == CLEAN) != (int(severity) == 0):
+            raise ValueError(
+                f"clean data is ({CLEAN!r}, 0) and corruptions have severities >= 1, got "
+                f"({corruption!r}, {severity})"
+            )
+        if int(severity) < 0:
+            raise ValueError(f"severity must be >= 0, got {severity}")
+        x = logits.detach() if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits))
+        if x.ndim != 2 or not x.dtype.is_floating_point:
+            raise ValueError(f"logits must be a float (batch, classes) array, got {x.dtype} {tuple(x.shape)}")
+        if self._num_classes is not None and x.shape[1] != self._num_classes:
+            raise ValueError(f"logits have {x.shape[1]} classes but earlier batches had {self._num_classes}")
+        y = _as_int64_labels(labels, int(x.shape[0]))
+        if x.shape[0] and int(y.max()) >= x.shape[1]:
+            raise ValueError(f"labels go up to {int(y.max())} but logits have {x.shape[1]} classes")
+        self._num_classes = int(x.shape[1])
+        key = (corruption, int(severity))
+        self._logits.setdefault(key, []).append(x.to("cpu", torch.float32))
+        self._labels.setdefault(key, []).append(y)
+
+    def compute(self, *, keep_logits: bool = True) -> RobustnessResult:
+        """The table, one record per cell in first-seen order (and the logits when ``keep_logits``)."""
+        if not self._logits:
+            raise ValueError("nothing accumulated yet; call update() first")
+        result = RobustnessResult(records=[], n_bins=self.n_bins)
+        for key, chunks in self._logits.items():
+            logits, labels = torch.cat(chunks), torch.cat(self._labels[key])
+            if labels.numel() == 0:
+                raise ValueError(f"cell {key} received only empty batches")
+            result.records.append(_cell_record(self.model_name, *key, logits, labels, self.n_bins))
+            if keep_logits:
+                result.logits[key], result.labels[key] = logits, labels
+        return result
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from prunesafe.metrics.calibration import expected_calibration_error, negative_l
 from prunesafe.metrics.robustness import (
     CLEAN,
     COLUMNS,
+    RobustnessAccumulator,
     RobustnessResult,
     evaluate_corruptions,
     mean_corruption_error,
@@ -305,3 +306,56 @@ def test_pooled_vs_mean_ece() -> None:
     del res.logits[("snow", 2)]
     with pytest.raises(ValueError, match="complete grid"):
         pooled_ece_by_severity(res)
+
+
+def test_accumulator_matches_evaluate_corruptions(tmp_path: Path) -> None:
+    d = make_cifar_c(tmp_path / "c")
+    model = tiny_model()
+    ds = CIFAR10C(d, ["fog", "snow"], [1, 3])
+    res = evaluate_corruptions(model, ds, progress=False, model_name="t", n_bins=7)
+    acc = RobustnessAccumulator(model_name="t", n_bins=7)
+    for cell in ds.cells:
+        logits = bare_logits(model, cell.images)
+        acc.update(logits[:4], cell.labels[:4], cell.corruption, cell.severity)  # two batches
+        acc.update(logits[4:].numpy(), torch.from_numpy(cell.labels[4:]), cell.corruption, cell.severity)
+    out = acc.compute()
+    assert [(r["corruption"], r["severity"], r["n"]) for r in out.records] == [
+        (r["corruption"], r["severity"], r["n"]) for r in res.records
+    ]
+    for a, b in zip(out.records, res.records, strict=True):
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=1e-12)
+        assert a["ece"] == pytest.approx(b["ece"], abs=1e-5)
+        assert a["nll"] == pytest.approx(b["nll"], abs=1e-5)
+    assert pooled_ece_by_severity(out) == pytest.approx(pooled_ece_by_severity(res), abs=1e-5)
+    assert acc.compute(keep_logits=False).logits == {}
+    acc.reset()
+    with pytest.raises(ValueError, match="nothing accumulated"):
+        acc.compute()
+
+
+@pytest.mark.parametrize(
+    ("args", "exc", "match"),
+    [
+        ((torch.zeros(2, 3), [0, 1], "clean", 1), ValueError, r"\('clean', 0\)"),
+        ((torch.zeros(2, 3), [0, 1], "fog", 0), ValueError, "severities >= 1"),
+        ((torch.zeros(2, 3), [0, 1], "", 1), TypeError, "non-empty str"),
+        ((torch.zeros(2, 3), [0, 1], "fog", 1.0), TypeError, "severity must be an int"),
+        ((torch.zeros(2), [0, 1], "fog", 1), ValueError, r"\(batch, classes\)"),
+        ((torch.zeros(2, 3, dtype=torch.long), [0, 1], "fog", 1), ValueError, "float"),
+        ((torch.zeros(2, 3), [0], "fog", 1), ValueError, "must match"),
+        ((torch.zeros(2, 3), [0, 3], "fog", 1), ValueError, "labels go up to 3"),
+    ],
+)
+def test_accumulator_bad_updates(args, exc, match) -> None:
+    acc = RobustnessAccumulator()
+    with pytest.raises(exc, match=match):
+        acc.update(*args)
+
+
+def test_accumulator_class_count_must_not_change() -> None:
+    acc = RobustnessAccumulator()
+    acc.update(torch.zeros(2, 3), [0, 1], "fog", 1)
+    with pytest.raises(ValueError, match="earlier batches had 3"):
+        acc.update(torch.zeros(2, 4), [0, 1], "fog", 1)
+    with pytest.raises(ValueError, match="n_bins"):
+        RobustnessAccumulator(n_bins=0)
