@@ -12,6 +12,8 @@ True
 from prunesafe.pruning.api import PruningRecord, get_record, prune_model
 from prunesafe.pruning.base import Pruner, get_pruner, register_pruner, registered_pruners, unregister_pruner
 from prunesafe.pruning.report import LayerReport, PruningReport, count_macs, pruning_report
+from prunesafe.pruning.serialization import describe_architecture, load_pruned, save_pruned
+from prunesafe.pruning.slimming import SlimmingRegularizer, slimming_penalty
 from prunesafe.pruning.structured import ChannelPruner, FilterPruner
 from prunesafe.pruning.unstructured import UnstructuredPruner, finalize, is_pruned, sparsity
 
@@ -22,16 +24,21 @@ __all__ = [
     "Pruner",
     "PruningRecord",
     "PruningReport",
+    "SlimmingRegularizer",
     "UnstructuredPruner",
     "count_macs",
+    "describe_architecture",
     "finalize",
     "get_pruner",
     "get_record",
     "is_pruned",
+    "load_pruned",
     "prune_model",
     "pruning_report",
     "register_pruner",
     "registered_pruners",
+    "save_pruned",
+    "slimming_penalty",
     "sparsity",
     "unregister_pruner",
 ]
