@@ -42,10 +42,10 @@ __all__ = ["SlimmingRegularizer", "bn_scaling_factors_of", "slimming_penalty"]
 def _check_strength(strength: Any) -> float:
     if isinstance(strength, bool) or not isinstance(strength, (int, float)):
         raise TypeError(f"strength must be a float >= 0 (λ, e.g. 1e-4), got {type(strength).__name__}")
-    strength = float(strength)
-    if not math.isfinite(strength) or strength < 0:
-        raise ValueError(f"strength must be a finite float >= 0 (λ, e.g. 1e-4), got {strength}")
-    return strength
+    value = float(strength)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"strength must be a finite float >= 0 (λ, e.g. 1e-4), got {value}")
+    return value
 
 
 def bn_scaling_factors_of(model: nn.Module) -> list[torch.Tensor]:
