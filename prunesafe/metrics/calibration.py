@@ -352,7 +352,7 @@ def classwise_stats_add(stats: BinStats, x: Tensor, y: Tensor, n_bins: int, inpu
 
 def brier_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
     """``sum_j (p_ij - 1[y_i = j])**2`` per row, in float64."""
-    p = probabilities(x, inputs).to(torch.float64)
+    p = probabilities(x, inputs).to(torch.float64, copy=True)  # never modify the caller's tensor
     p[torch.arange(p.shape[0], device=p.device), y] -= 1.0
     return (p * p).sum(1)
 
