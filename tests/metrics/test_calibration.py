@@ -238,7 +238,8 @@ def test_debiased_l2_matches_formula() -> None:
             continue
         a, c = hit[sel].mean(), conf[sel].mean()
         total += k / 3000 * ((c - a) ** 2 - a * (1 - a) / (k - 1))
-    ours = debiased_l2_calibration_error(torch.from_numpy(probs), labels, n_bins=10, inputs="probs", squared=True)
+    p64 = torch.from_numpy(probs)
+    ours = debiased_l2_calibration_error(p64, labels, n_bins=10, inputs="probs", squared=True)
     assert ours == pytest.approx(total, abs=1e-12)
     root = debiased_l2_calibration_error(torch.from_numpy(probs), labels, n_bins=10, inputs="probs")
     assert root == pytest.approx(math.sqrt(max(total, 0.0)), abs=1e-12)
