@@ -310,6 +310,18 @@ class CorruptedCIFAR(Dataset[tuple[Any, int]]):
         x = _to_float_chw(c.images[row])
         return (self.transform(x) if self.transform is not None else x), int(c.labels[row])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers (spawn) and copy.deepcopy pickle the dataset: ship the selection, not the
+        # pixels (pickling a memmap view would copy it), and re-open the memory maps on arrival.
+        state = self.__dict__.copy()
+        state.pop("_cells", None)
+        state.pop("_files", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cells = self._open_cells()
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, corruptions={len(self.corruptions)}, "

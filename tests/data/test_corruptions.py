@@ -253,3 +253,17 @@ def _fail_for(folder: Path):
         return real(path, data)
 
     return write
+
+
+def test_pickling_reopens_memory_maps(cifar10c_sample_dir) -> None:
+    import pickle
+
+    ds = CIFAR10C(cifar10c_sample_dir, ["fog", "snow"], "all")
+    blob = pickle.dumps(ds)
+    assert len(blob) < 50_000  # the 2 x 1000 images (6 MB) are not copied
+    back = pickle.loads(blob)
+    assert isinstance(back.cells[3].images, np.memmap)
+    assert len(back) == len(ds)
+    for i in (0, 999, 1999):
+        assert torch.equal(back[i][0], ds[i][0])
+        assert back.source(i) == ds.source(i)
