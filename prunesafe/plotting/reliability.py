@@ -16,7 +16,7 @@ _INSTALL_HINT = 'plotting needs matplotlib: pip install "prunesafe[plot]"'
 def _pyplot() -> Any:
     try:
         import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - exercised via monkeypatch in the tests
+    except ImportError as exc:  # tested by monkeypatching sys.modules
         raise ImportError(_INSTALL_HINT) from exc
     return plt
 
