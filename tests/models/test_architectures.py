@@ -28,7 +28,13 @@ def n_params(model: nn.Module) -> int:
 
 @pytest.mark.parametrize(
     ("depth", "exact", "published_m"),
-    [(20, 269_722, 0.27), (32, 464_154, 0.46), (44, 658_586, 0.66), (56, 853_018, 0.85), (110, 1_727_962, 1.7)],
+    [
+        (20, 269_722, 0.27),
+        (32, 464_154, 0.46),
+        (44, 658_586, 0.66),
+        (56, 853_018, 0.85),
+        (110, 1_727_962, 1.7),
+    ],
 )
 def test_cifar_resnet_parameter_counts_match_he_2016(depth: int, exact: int, published_m: float) -> None:
     count = n_params(cifar_resnet(depth))
@@ -38,7 +44,7 @@ def test_cifar_resnet_parameter_counts_match_he_2016(depth: int, exact: int, pub
 
 
 def test_bottleneck_164_and_preact_counts_match_he_2016b() -> None:
-    # He et al. 2016b Table 3 / 4: ResNet-164 (orig. and pre-act) 1.7M, pre-act ResNet-110 1.7M (= ResNet-110).
+    # He et al. 2016b Tables 3/4: ResNet-164 (original and pre-act) 1.7M; pre-act ResNet-110 1.7M.
     assert round(n_params(cifar_bottleneck_resnet(164)) / 1e6, 1) == 1.7
     assert round(n_params(cifar_preact_resnet(164, block="bottleneck")) / 1e6, 1) == 1.7
     assert round(n_params(cifar_preact_resnet(110)) / 1e6, 1) == 1.7
@@ -87,7 +93,8 @@ def test_option_a_shortcuts_are_zero_pad_modules() -> None:
     x = torch.randn(2, 16, 8, 8)
     out = pads[0](x)
     assert torch.equal(out[:, 8:24], x[:, :, ::2, ::2])
-    assert not out[:, :8].any() and not out[:, 24:].any()
+    assert not out[:, :8].any()
+    assert not out[:, 24:].any()
 
 
 def test_option_b_shortcuts_are_projections() -> None:
@@ -95,14 +102,18 @@ def test_option_b_shortcuts_are_projections() -> None:
     assert not any(isinstance(m, ZeroPadShortcut) for m in model.modules())
     proj = model.layer2[0].shortcut
     assert isinstance(proj, nn.Sequential)
-    assert isinstance(proj[0], nn.Conv2d) and proj[0].kernel_size == (1, 1) and proj[0].stride == (2, 2)
+    assert isinstance(proj[0], nn.Conv2d)
+    assert proj[0].kernel_size == (1, 1)
+    assert proj[0].stride == (2, 2)
     assert isinstance(proj[1], nn.BatchNorm2d)
     bottleneck = cifar_bottleneck_resnet(164)
     first = bottleneck.layer1[0].shortcut  # 16 -> 64 channels at stride 1
-    assert isinstance(first, nn.Sequential) and first[0].out_channels == 64
+    assert isinstance(first, nn.Sequential)
+    assert first[0].out_channels == 64
     preact = cifar_preact_resnet(164, block="bottleneck")
     pre_proj = preact.layer2[0].shortcut
-    assert isinstance(pre_proj, nn.Sequential) and len(pre_proj) == 1  # conv only, as in He et al. 2016b
+    assert isinstance(pre_proj, nn.Sequential)
+    assert len(pre_proj) == 1
     assert isinstance(cifar_preact_resnet(110).layer3[0].shortcut, ZeroPadShortcut)
 
 
@@ -144,7 +155,8 @@ def test_preact_network_structure() -> None:
     model = cifar_preact_resnet(8)
     assert isinstance(model, CifarPreActResNet)
     assert not hasattr(model, "bn1")  # the stem conv is not followed by BN: the first unit pre-activates
-    assert isinstance(model.bn, nn.BatchNorm2d) and model.bn.num_features == 64
+    assert isinstance(model.bn, nn.BatchNorm2d)
+    assert model.bn.num_features == 64
     deep = cifar_preact_resnet(164, block="bottleneck")
     assert [len(deep.layer1), len(deep.layer2), len(deep.layer3)] == [18, 18, 18]
     assert deep.bn.num_features == 256
@@ -155,7 +167,8 @@ def test_bottleneck_depth_and_stride_on_3x3() -> None:
     assert isinstance(model, CifarResNet)
     assert [len(model.layer1), len(model.layer2), len(model.layer3)] == [18, 18, 18]
     block = model.layer2[0]
-    assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2)
+    assert block.conv1.stride == (1, 1)
+    assert block.conv2.stride == (2, 2)
     assert block.conv3.out_channels == 128
 
 
@@ -180,7 +193,9 @@ def test_normalize_matches_manual_formula() -> None:
 def test_state_dict_names_follow_public_checkpoint_format() -> None:
     keys = list(cifar_resnet(20).state_dict())
     assert keys[:5] == ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var"]
-    assert "layer3.2.conv2.weight" in keys and "linear.weight" in keys and "linear.bias" in keys
+    assert "layer3.2.conv2.weight" in keys
+    assert "linear.weight" in keys
+    assert "linear.bias" in keys
 
 
 @pytest.mark.parametrize("depth", [0, 7, 21, 22, -4, 20.0, "20", True])
