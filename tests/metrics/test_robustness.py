@@ -25,7 +25,7 @@ from prunesafe.metrics.robustness import (
     pooled_ece_by_severity,
     relative_performance_under_corruption,
 )
-from prunesafe.models import cifar_resnet
+from prunesafe.models import cifar_resnet, load_weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,10 +61,7 @@ def rows(accs: dict[tuple[str, int], float], model: str = "m", ece: float = 0.0)
 
 
 def load_resnet20(path: Path) -> nn.Module:
-    sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    model = cifar_resnet(20)
-    model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
-    return model
+    return load_weights(cifar_resnet(20), path)
 
 
 # ---------------------------------------------------------------------------------------------
