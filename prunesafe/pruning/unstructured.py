@@ -155,7 +155,21 @@ def _apply_mask(module: nn.Module, mask: torch.Tensor) -> None:
             old.mul_(mask.to(old.dtype))
             setattr(module, "weight", orig * old.to(orig.dtype))  # noqa: B010 - plain attribute, not a Parameter
         return
-    torch_prune.custom_from_mask(module, "weight", mask)  # type: ignore[no-untyped-call]
+    # The same reparametrisation as ``torch.nn.utils.prune.custom_from_mask`` (a CustomFromMask
+    # forward pre-hook, ``weight_orig`` parameter, ``weight_mask`` buffer), without its extra
+    # ``ones_like`` default mask, product and copy per layer.
+    param = module._parameters["weight"]
+    if param is None:
+        raise ValueError(f"{type(module).__name__} has no weight to prune")
+    mask = mask.to(param.dtype).clone(memory_format=torch.contiguous_format)
+    hook = torch_prune.CustomFromMask(mask)
+    hook._tensor_name = "weight"
+    module.register_parameter("weight_orig", param)
+    del module._parameters["weight"]
+    module.register_buffer("weight_mask", mask)
+    with torch.no_grad():
+        setattr(module, "weight", param * mask)  # noqa: B010 - plain attribute, recomputed by the hook
+    module.register_forward_pre_hook(hook)
 
 
 @register_pruner("unstructured")
