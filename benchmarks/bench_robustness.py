@@ -39,13 +39,12 @@ SHARED = Path(os.environ.get("PRUNESAFE_SHARED", REPO.parent / "shared"))
 
 
 def load_resnet20() -> nn.Module:
-    from prunesafe.models import cifar_resnet
+    from prunesafe.models import cifar_resnet, load_weights
 
     model = cifar_resnet(20)
     ckpt = SHARED / "models" / "resnet20-12fca82f.th"
     if ckpt.is_file():  # timings do not depend on the weights; load them when available
-        sd = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-        model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
+        load_weights(model, ckpt)
     return model.eval()
 
 
