@@ -1,4 +1,4 @@
-"""Sweep: {CIFAR VGG-16, CIFAR ResNet-20, torchvision ResNet-18} × {unstructured, filter, channel} × {0, .5, .9}.
+"""Sweep: {CIFAR VGG-16, CIFAR ResNet-20, tv ResNet-18} × {unstructured, filter, channel} × {0, .5, .9}.
 
 Every combination must run without a shape error, keep every layer non-empty, reach the asked
 ratio within a stated tolerance, leave outputs identical at ratio 0, and the report's
