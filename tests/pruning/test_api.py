@@ -23,6 +23,7 @@ from prunesafe.pruning import (
     unregister_pruner,
 )
 from prunesafe.pruning.api import copy_model
+from prunesafe.pruning.graph import build_channel_graph
 
 
 def _small() -> nn.Module:
@@ -31,29 +32,30 @@ def _small() -> nn.Module:
 
 # --- the "how to add a pruner" example of docs/pruning.md, kept runnable here -------------------
 class RandomFilterPruner(Pruner):
-    """Baseline: zero a random ``ratio`` fraction of every conv's filters (masks, no removal)."""
+    """Baseline: remove a random ``ratio`` fraction of the filters of every independently prunable conv."""
 
     unit = "filters"
+    requires_example_inputs = True  # the dependency graph is traced from an example batch
 
     def __init__(self, ratio: float, *, seed: int = 0) -> None:
         super().__init__(ratio)
         self.seed = seed
 
     def prune(self, model: nn.Module, *, example_inputs: Any = None) -> nn.Module:
-        generator = torch.Generator().manual_seed(self.seed)
-        removed = total = 0
-        self.pruned_modules = []
-        for name, module in model.named_modules():
-            if isinstance(module, nn.Conv2d):
-                n = module.out_channels
-                k = min(round(self.ratio * n), n - 1)  # never empty a layer
-                drop = torch.randperm(n, generator=generator)[:k]
-                mask = torch.ones_like(module.weight)
-                mask[drop] = 0
-                torch.nn.utils.prune.custom_from_mask(module, "weight", mask)
-                removed, total = removed + k, total + n
-                self.pruned_modules.append(name)
-        self.achieved_ratio = removed / total
+        graph = build_channel_graph(model, example_inputs)
+        rng = np.random.default_rng(self.seed)
+        drop: list[int] = []
+        total = 0
+        for group in graph.groups():
+            # skip channels that reach a barrier (e.g. the output) or are shared through residual additions
+            if not group.prunable or len(group.producers) != 1:
+                continue
+            n = len(group.components)
+            k = min(round(self.ratio * n), n - 1)  # never empty a layer
+            drop += rng.choice(group.components, size=k, replace=False).tolist()
+            total += n
+        self.pruned_modules = graph.remove(drop)  # slices every affected layer in place
+        self.achieved_ratio = len(drop) / total if total else 0.0
         return model
 
 
@@ -66,20 +68,28 @@ def random_filter() -> Iterator[str]:
 
 def test_user_registered_pruner_runs_through_prune_model(random_filter: str) -> None:
     assert random_filter in registered_pruners()
-    pruned = prune_model(cifar_resnet(20), random_filter, 0.5, seed=3)
+    model = cifar_resnet(20).eval()
+    x = torch.rand(2, 3, 32, 32)
+    pruned = prune_model(model, random_filter, 0.5, example_inputs=x[:1], seed=3).eval()
     record = pruned.prunesafe_pruning
     assert record.method == "random-filter"
     assert record.unit == "filters"
     assert record.options == {"seed": 3}
     assert record.achieved_ratio == 0.5
-    conv = pruned.layer1[0].conv1
-    zero_filters = (conv.weight.flatten(1).abs().sum(1) == 0).sum()
-    assert zero_filters == 8
-    assert pruned(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert pruned.layer1[0].conv1.out_channels == 8
+    assert pruned.layer1[0].bn1.num_features == 8
+    assert pruned.layer1[0].conv2.in_channels == 8
+    assert pruned.conv1.out_channels == 16  # residual stream left alone
+    assert pruned(x).shape == (2, 10)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+    other_seed = prune_model(model, random_filter, 0.5, example_inputs=x[:1], seed=4)
+    assert not torch.equal(other_seed.layer1[0].conv1.weight, pruned.layer1[0].conv1.weight)
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['sed'\].*accepted options: \['seed'\]"):
-        prune_model(cifar_resnet(20), random_filter, 0.5, sed=3)
+        prune_model(model, random_filter, 0.5, example_inputs=x[:1], sed=3)
     with pytest.raises(ValueError, match=r"random-filter.*unstructured"):
-        prune_model(cifar_resnet(20), "random", 0.5)
+        prune_model(model, "random", 0.5)
+    with pytest.raises(ValueError, match="needs example_inputs"):
+        prune_model(model, random_filter, 0.5)
 
 
 def test_copies_by_default_and_prunes_in_place_when_asked() -> None:
