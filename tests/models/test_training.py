@@ -235,10 +235,11 @@ def test_fit_accepts_dataset_dataloader_and_float_tensors(data: tuple[np.ndarray
     y = torch.from_numpy(labels[:64])
     cfg = dataclasses.replace(QUICK, augment=False)
     reference = _model()
-    fit(reference, (images[:64], labels[:64]), recipe=cfg, progress=False, seed=1)
+    fit(reference, (images[:64], labels[:64]), recipe=QUICK, progress=False, seed=1)
     from_tensors = _model()
-    fit(from_tensors, (x, y), recipe=cfg, progress=False, seed=1)
-    for k, v in reference.state_dict().items():  # uint8 NHWC and float NCHW give the same training
+    fit(from_tensors, (x, y), recipe=QUICK, progress=False, seed=1)
+    # uint8 NHWC and float NCHW give the same training, augmentation included
+    for k, v in reference.state_dict().items():
         assert torch.allclose(v.float(), from_tensors.state_dict()[k].float(), atol=1e-5)
     from_dataset = _model()
     history = fit(from_dataset, TensorDataset(x, y), recipe=cfg, progress=False)
@@ -368,3 +369,17 @@ def test_random_crop_flip_without_padding_only_flips() -> None:
         random_crop_flip(x, -1)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         random_crop_flip(x[0], 4)
+
+
+def test_read_only_memory_mapped_arrays(tmp_path: Path) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", images)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    labels = np.zeros(16, dtype=np.int64)
+    labels.setflags(write=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = evaluate(_model(), (mapped, labels))
+    assert result["n"] == 16
