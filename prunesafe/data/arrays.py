@@ -249,8 +249,8 @@ class BatchBuffers:
                 staging_dev[:b].copy_(staging[:b])
             out = self._out if reuse_buffer else torch.empty_like(self._out)
             x = out[:b]
-            x.copy_(staging_dev[:b].permute(0, 3, 1, 2))
-            x.div_(255.0)
+            # one fused pass: uint8 NHWC -> float NCHW / 255 (bit-identical to ToTensor's .float().div(255))
+            torch.div(staging_dev[:b].permute(0, 3, 1, 2), 255.0, out=x)
             if mm is not None:
                 _release(mm)
             yield x, y_dev[start:stop]
