@@ -68,7 +68,7 @@ _FRAC_MASK = 2**FRAC_BITS - 1
 # whole/fraction split), so a partial sum stays below 2**62.
 _MAX_ADD = 2**22
 # Rows of logits handled per step of the top-label kernel (keeps the exp buffer in cache).
-_CHUNK_ELEMS = 2**20
+_CHUNK_ELEMS = 2**22
 # |row max| above which exp(logits) is not used directly (over/underflow); those rows use exp(l - max).
 _SAFE_EXP = {torch.float32: 60.0, torch.float64: 600.0}
 
@@ -208,7 +208,7 @@ def _chunk_rows(n_cols: int) -> int:
 def top_label(scores: Tensor, labels: Tensor, inputs: str) -> tuple[Tensor, Tensor]:
     """Top-label confidences and correctness of validated ``scores``/``labels`` (all rows).
 
-    Works block by block (``2**20`` scores per block) so the exp buffer is reused and stays in cache.
+    Works block by block (``2**22`` scores per block) so the exp buffer is reused and stays in cache.
     """
     n, c = scores.shape
     check_range = True

@@ -262,9 +262,9 @@ def test_debiased_l2_removes_bias_on_calibrated_data() -> None:
 # ---------------------------------------------------------------------------------------------- bootstrap
 def test_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
     logits, labels = _data(800, 10, seed=18, scale=3.0)
-    a = bootstrap_ci(expected_calibration_error, logits, labels, n_resamples=100, seed=1, n_bins=10)
-    b = bootstrap_ci(expected_calibration_error, logits, labels, n_resamples=100, seed=1, n_bins=10)
-    c = bootstrap_ci(expected_calibration_error, logits, labels, n_resamples=100, seed=2, n_bins=10)
+    a = bootstrap_ci(expected_calibration_error, logits, labels, n_resamples=60, seed=1, n_bins=10)
+    b = bootstrap_ci(expected_calibration_error, logits, labels, n_resamples=60, seed=1, n_bins=10)
+    c = bootstrap_ci(expected_calibration_error, logits, labels, n_resamples=60, seed=2, n_bins=10)
     assert a == b
     assert np.array_equal(a.replicates, b.replicates)
     assert not np.array_equal(a.replicates, c.replicates)
