@@ -658,21 +658,27 @@ class ChannelGraph:
 
 
 def _slice_tensor(module: nn.Module, attr: str, dim: int, keep: torch.Tensor) -> None:
-    if attr in module._parameters:
-        param = module._parameters[attr]
-        if param is None:
-            return
-        new = param.detach().index_select(dim, keep.to(param.device)).clone()
-        module._parameters[attr] = nn.Parameter(new, requires_grad=param.requires_grad)
-    elif attr in module._buffers:
-        buf = module._buffers[attr]
-        if buf is None:
-            return
-        module._buffers[attr] = buf.index_select(dim, keep.to(buf.device)).clone()
-    else:
-        value = getattr(module, attr, None)
+    """Slice ``module.<attr>`` along ``dim`` (and its ``torch.nn.utils.prune`` orig/mask pair)."""
+    registered = False
+    for name in (attr, f"{attr}_orig", f"{attr}_mask"):
+        if name in module._parameters:
+            registered = True
+            param = module._parameters[name]
+            if param is not None:
+                new = param.detach().index_select(dim, keep.to(param.device))
+                module._parameters[name] = nn.Parameter(new, requires_grad=param.requires_grad)
+        elif name in module._buffers:
+            registered = True
+            buf = module._buffers[name]
+            if buf is not None:
+                module._buffers[name] = buf.index_select(dim, keep.to(buf.device))
+    if attr not in module._parameters and attr not in module._buffers:
+        # plain tensor attribute, e.g. the weight torch.nn.utils.prune recomputes before each forward
+        value = module.__dict__.get(attr)
         if isinstance(value, torch.Tensor):
-            setattr(module, attr, value.index_select(dim, keep.to(value.device)))
+            setattr(module, attr, value.detach().index_select(dim, keep.to(value.device)))
+        elif not registered and value is not None:
+            raise TypeError(f"cannot slice {type(module).__name__}.{attr}: not a tensor")
 
 
 # ----------------------------------------------------------------------------- construction

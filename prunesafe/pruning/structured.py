@@ -350,7 +350,7 @@ class FilterPruner(_StructuredPruner):
         out: list[torch.Tensor] = []
         for i in slots:
             slot = graph.slots[i]
-            weight = slot.module.get_parameter("weight")
+            weight = getattr(slot.module, "weight")  # noqa: B009 (a parameter or a masked weight)
             dim = next(d for attr, d in slot.tensors if attr == "weight")
             norms = filter_norms(weight, dim, self.norm)
             # scale-free within a coupled group: layers of different fan-in are compared fairly

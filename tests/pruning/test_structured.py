@@ -340,3 +340,21 @@ def test_bad_options():
         ChannelPruner(0.5).prune("resnet", example_inputs=x)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="valid names"):  # channel layers are BatchNorm names
         ChannelPruner(0.5, layers=["conv1"]).prune(cifar_resnet(20), example_inputs=x)
+
+
+def test_structured_after_unstructured_masks_keeps_masks_consistent():
+    from torch.nn.utils import prune
+
+    model, x = _model("cifar_vgg16")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    prune.global_unstructured([(c, "weight") for c in convs], pruning_method=prune.L1Unstructured, amount=0.5)
+    with torch.no_grad():
+        model(x)
+    FilterPruner(0.5).prune(model, example_inputs=x[:1])
+    for conv in convs:
+        assert conv.weight_orig.shape == conv.weight_mask.shape == (conv.out_channels, conv.in_channels, 3, 3)
+    with torch.no_grad():
+        assert model(x).shape == (2, 10)
+    for conv in convs:  # the forward pre-hook recomputed weight = orig * mask with the new shapes
+        assert conv.weight.shape == conv.weight_mask.shape
+        assert torch.equal(conv.weight, conv.weight_orig * conv.weight_mask)
