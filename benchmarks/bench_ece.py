@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 from prunesafe.metrics import expected_calibration_error
-from prunesafe.metrics.calibration import top_label
+from prunesafe.metrics.calibration import _top_label
 
 
 def cpu_model() -> str:
@@ -84,7 +84,7 @@ def main() -> None:
     n = 1_000_000 // scale
     logits = torch.randn(n, 10, generator=g) * 3
     labels = torch.randint(0, 10, (n,), generator=g)
-    conf, _ = top_label(logits, labels, "logits")
+    conf, _ = _top_label(logits, labels, "logits")
     ours_q = timeit(lambda: expected_calibration_error(logits, labels, binning="quantile"), args.repeats)
     sort_t = timeit(lambda: torch.sort(conf), args.repeats)
     rows.append((f"ECE quantile {n:,} x 10", ours_q, "torch.sort(conf)", sort_t, ours_q / sort_t))

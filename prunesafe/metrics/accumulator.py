@@ -18,18 +18,20 @@ from torch import Tensor
 
 from prunesafe.metrics._checks import InputKind, check_choice, check_n_bins
 from prunesafe.metrics.calibration import (
-    BinStats,
-    brier_per_sample,
-    calibration_error_from_counts,
-    classwise_from_counts,
-    classwise_stats_add,
-    debiased_l2_from_counts,
-    fixed_sum_add,
-    nll_per_sample,
-    prepare,
-    top_label_uniform_stats,
+    FRAC_BITS,
+    _BinStats,
+    _brier_per_sample,
+    _calibration_error_from_counts,
+    _carry,
+    _classwise_from_counts,
+    _classwise_stats_add,
+    _debiased_l2_from_counts,
+    _fixed_sum_add,
+    _nll_per_sample,
+    _prepare,
+    _top_label_uniform_stats,
 )
-from prunesafe.metrics.reliability import ReliabilityDiagram, diagram_from_stats
+from prunesafe.metrics.reliability import ReliabilityDiagram, _diagram_from_stats
 
 __all__ = ["CalibrationAccumulator", "CalibrationResult"]
 
@@ -53,6 +55,16 @@ class CalibrationResult:
     accuracy : float
         Top-1 accuracy.
     n_samples, n_bins, num_classes : int
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import CalibrationAccumulator
+    >>> acc = CalibrationAccumulator(n_bins=10)
+    >>> acc.update(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+    >>> r = acc.compute()
+    >>> r.accuracy, r.n_samples, sorted(r.to_dict())[:3]
+    (0.5, 2, ['accuracy', 'brier', 'classwise_ece'])
     """
 
     ece: float
@@ -142,8 +154,8 @@ class CalibrationAccumulator:
     def _allocate(self, num_classes: int, device: torch.device) -> None:
         self.num_classes = num_classes
         self._device = device
-        self._top = BinStats.zeros(self.n_bins, device)
-        self._cls = BinStats.zeros(num_classes * self.n_bins, device)
+        self._top = _BinStats.zeros(self.n_bins, device)
+        self._cls = _BinStats.zeros(num_classes * self.n_bins, device)
         # scalars: n_samples, brier (whole, frac), nll (whole, frac), nll_inf
         self._scalars = torch.zeros(6, dtype=torch.int64, device=device)
         self._allocated = True
@@ -163,12 +175,10 @@ class CalibrationAccumulator:
 
     def _renormalise(self) -> None:
         for stats in (self._top, self._cls):
-            stats.score_whole.add_(stats.score_frac >> 40)
-            stats.score_frac.bitwise_and_(2**40 - 1)
+            _carry(stats.score_whole, stats.score_frac)
         s = self._scalars
-        for w, f in ((1, 2), (3, 4)):
-            s[w] += s[f] >> 40
-            s[f] &= 2**40 - 1
+        _carry(s[1:2], s[2:3])
+        _carry(s[3:4], s[4:5])
 
     @property
     def n_samples(self) -> int:
@@ -194,7 +204,7 @@ class CalibrationAccumulator:
         >>> acc.n_samples
         8
         """
-        scores, y = prepare(logits, labels, self.inputs)
+        scores, y = _prepare(logits, labels, self.inputs)
         c = scores.shape[1]
         if self.num_classes is not None and c != self.num_classes:
             raise ValueError(
@@ -206,11 +216,11 @@ class CalibrationAccumulator:
         if scores.device != self._device:
             scores, y = scores.to(self._device), y.to(self._device)
         m = self.n_bins
-        self._top.add_(top_label_uniform_stats(scores, y, m, self.inputs))
-        classwise_stats_add(self._cls, scores, y, m, self.inputs)
+        self._top.add_(_top_label_uniform_stats(scores, y, m, self.inputs))
+        _classwise_stats_add(self._cls, scores, y, m, self.inputs)
         s = self._scalars
-        fixed_sum_add(s[1:2], s[2:3], brier_per_sample(scores, y, self.inputs), "Brier term")
-        s[5] += fixed_sum_add(s[3:4], s[4:5], nll_per_sample(scores, y, self.inputs), "NLL")
+        _fixed_sum_add(s[1:2], s[2:3], _brier_per_sample(scores, y, self.inputs), "Brier term")
+        s[5] += _fixed_sum_add(s[3:4], s[4:5], _nll_per_sample(scores, y, self.inputs), "NLL")
         s[0] += scores.shape[0]
 
     def merge(self, other: CalibrationAccumulator) -> CalibrationAccumulator:
@@ -318,14 +328,14 @@ class CalibrationAccumulator:
         n = self.n_samples
         count, positive, score_sum = self._top.as_numpy()
         s = self._scalars.detach().cpu()
-        brier = (float(s[1]) + float(s[2]) / 2.0**40) / n
-        nll = float("inf") if int(s[5]) else (float(s[3]) + float(s[4]) / 2.0**40) / n
+        brier = (float(s[1]) + float(s[2]) / 2.0**FRAC_BITS) / n
+        nll = float("inf") if int(s[5]) else (float(s[3]) + float(s[4]) / 2.0**FRAC_BITS) / n
         return CalibrationResult(
-            ece=calibration_error_from_counts(count, positive, score_sum, "l1"),
-            mce=calibration_error_from_counts(count, positive, score_sum, "max"),
-            rmsce=calibration_error_from_counts(count, positive, score_sum, "l2"),
-            debiased_l2=debiased_l2_from_counts(count, positive, score_sum, squared=False),
-            classwise_ece=classwise_from_counts(
+            ece=_calibration_error_from_counts(count, positive, score_sum, "l1"),
+            mce=_calibration_error_from_counts(count, positive, score_sum, "max"),
+            rmsce=_calibration_error_from_counts(count, positive, score_sum, "l2"),
+            debiased_l2=_debiased_l2_from_counts(count, positive, score_sum, squared=False),
+            classwise_ece=_classwise_from_counts(
                 *self._cls.as_numpy(), n_classes=self.num_classes, n_bins=self.n_bins, norm="l1"
             ),
             brier=brier,
@@ -350,4 +360,4 @@ class CalibrationAccumulator:
         """
         if not self._allocated or self.n_samples == 0:
             raise ValueError("no samples accumulated; call update(logits, labels) first.")
-        return diagram_from_stats(self._top, self.n_bins, "uniform", None, None)
+        return _diagram_from_stats(self._top, self.n_bins, "uniform", None, None)

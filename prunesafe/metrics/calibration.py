@@ -113,7 +113,7 @@ def _fixed_to_float(whole: Tensor, frac: Tensor) -> np.ndarray:
 
 
 @dataclass
-class BinStats:
+class _BinStats:
     """Per-bin integer statistics (private; shared by the functional API and the accumulator).
 
     ``count``/``positive`` are int64 sample counts (``positive`` = correct predictions for top-label
@@ -127,13 +127,13 @@ class BinStats:
     score_frac: Tensor
 
     @classmethod
-    def zeros(cls, size: int, device: torch.device | str | None = None) -> BinStats:
+    def zeros(cls, size: int, device: torch.device | str | None = None) -> _BinStats:
         def z() -> Tensor:
             return torch.zeros(size, dtype=torch.int64, device=device)
 
         return cls(z(), z(), z(), z())
 
-    def add_(self, other: BinStats) -> None:
+    def add_(self, other: _BinStats) -> None:
         self.count += other.count.to(self.count.device)
         self.positive += other.positive.to(self.count.device)
         self.score_whole += other.score_whole.to(self.count.device)
@@ -205,7 +205,7 @@ def _chunk_rows(n_cols: int) -> int:
     return max(1, _CHUNK_ELEMS // max(1, n_cols))
 
 
-def top_label(scores: Tensor, labels: Tensor, inputs: str) -> tuple[Tensor, Tensor]:
+def _top_label(scores: Tensor, labels: Tensor, inputs: str) -> tuple[Tensor, Tensor]:
     """Top-label confidences and correctness of validated ``scores``/``labels`` (all rows).
 
     Works block by block (``2**22`` scores per block) so the exp buffer is reused and stays in cache.
@@ -228,20 +228,20 @@ def top_label(scores: Tensor, labels: Tensor, inputs: str) -> tuple[Tensor, Tens
     return conf, correct
 
 
-def uniform_bin_index(values: Tensor, n_bins: int) -> Tensor:
+def _uniform_bin_index(values: Tensor, n_bins: int) -> Tensor:
     """Right-closed equal-width bin index ``clamp(ceil(v * M) - 1, 0, M - 1)`` as int64."""
     return torch.ceil(values * n_bins).sub_(1).clamp_(0, n_bins - 1).to(torch.int64)
 
 
-def top_label_uniform_stats(scores: Tensor, labels: Tensor, n_bins: int, inputs: str) -> BinStats:
+def _top_label_uniform_stats(scores: Tensor, labels: Tensor, n_bins: int, inputs: str) -> _BinStats:
     """Equal-width top-label bin statistics (state O(bins); temporaries O(N) per call)."""
-    stats = BinStats.zeros(n_bins, scores.device)
-    conf, correct = top_label(scores, labels, inputs)
-    stats.accumulate_(uniform_bin_index(conf, n_bins), conf, correct)
+    stats = _BinStats.zeros(n_bins, scores.device)
+    conf, correct = _top_label(scores, labels, inputs)
+    stats.accumulate_(_uniform_bin_index(conf, n_bins), conf, correct)
     return stats
 
 
-def sort_by_confidence(conf: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
+def _sort_by_confidence(conf: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
     """Sort (confidence, correctness) pairs by confidence, ties broken by correctness.
 
     Positive IEEE floats order like their bit patterns, so one integer sort of ``bits << 1 | correct``
@@ -257,25 +257,25 @@ def sort_by_confidence(conf: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
     return (skey >> 1).view(torch.float64), (skey & 1).bool()
 
 
-def quantile_bin_index(n_samples: int, n_bins: int, device: torch.device) -> Tensor:
+def _quantile_bin_index(n_samples: int, n_bins: int, device: torch.device) -> Tensor:
     """Equal-mass bin of each rank ``r`` of ``n_samples`` sorted samples: ``floor(r * M / N)``."""
     return torch.arange(n_samples, device=device, dtype=torch.int64).mul_(n_bins).div_(
         n_samples, rounding_mode="floor"
     )
 
 
-def top_label_quantile_stats(
+def _top_label_quantile_stats(
     scores: Tensor, labels: Tensor, n_bins: int, inputs: str
-) -> tuple[BinStats, Tensor]:
+) -> tuple[_BinStats, Tensor]:
     """Equal-mass top-label bin statistics and the sorted confidences (needs O(N) memory: one sort)."""
-    conf, correct = top_label(scores, labels, inputs)
-    sconf, scorrect = sort_by_confidence(conf, correct)
-    stats = BinStats.zeros(n_bins, scores.device)
-    stats.accumulate_(quantile_bin_index(conf.shape[0], n_bins, conf.device), sconf, scorrect)
+    conf, correct = _top_label(scores, labels, inputs)
+    sconf, scorrect = _sort_by_confidence(conf, correct)
+    stats = _BinStats.zeros(n_bins, scores.device)
+    stats.accumulate_(_quantile_bin_index(conf.shape[0], n_bins, conf.device), sconf, scorrect)
     return stats, sconf
 
 
-def prepare(
+def _prepare(
     logits: object, labels: object, inputs: str, name: str = "logits"
 ) -> tuple[Tensor, Tensor]:
     """Validate and convert ``(logits, labels)``; labels end up on the scores' device."""
@@ -284,16 +284,16 @@ def prepare(
     return scores, y.to(scores.device)
 
 
-def top_label_stats(scores: Tensor, labels: Tensor, n_bins: int, binning: str, inputs: str) -> BinStats:
+def _top_label_stats(scores: Tensor, labels: Tensor, n_bins: int, binning: str, inputs: str) -> _BinStats:
     if binning == "uniform":
-        return top_label_uniform_stats(scores, labels, n_bins, inputs)
-    return top_label_quantile_stats(scores, labels, n_bins, inputs)[0]
+        return _top_label_uniform_stats(scores, labels, n_bins, inputs)
+    return _top_label_quantile_stats(scores, labels, n_bins, inputs)[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Reductions of bin statistics to scalars
 # ---------------------------------------------------------------------------------------------------------
-def calibration_error_from_counts(
+def _calibration_error_from_counts(
     count: np.ndarray, positive: np.ndarray, score_sum: np.ndarray, norm: str, n_total: int | None = None
 ) -> float:
     """Binned calibration error from per-bin counts / positives / score sums (empty bins ignored)."""
@@ -310,7 +310,7 @@ def calibration_error_from_counts(
     return float(gap.max())
 
 
-def debiased_l2_from_counts(
+def _debiased_l2_from_counts(
     count: np.ndarray, positive: np.ndarray, score_sum: np.ndarray, *, squared: bool
 ) -> float:
     """Kumar et al. (2019) debiased estimate of the squared binned L2 calibration error."""
@@ -331,33 +331,33 @@ def debiased_l2_from_counts(
 # ---------------------------------------------------------------------------------------------------------
 # Classwise statistics, Brier, NLL (per-row quantities; exact fixed-point sums)
 # ---------------------------------------------------------------------------------------------------------
-def probabilities(x: Tensor, inputs: str) -> Tensor:
+def _probabilities(x: Tensor, inputs: str) -> Tensor:
     """Softmax of logits in their dtype (or the probabilities as given)."""
     return torch.softmax(x, dim=1) if inputs == "logits" else x
 
 
-def classwise_stats_add(stats: BinStats, x: Tensor, y: Tensor, n_bins: int, inputs: str) -> None:
+def _classwise_stats_add(stats: _BinStats, x: Tensor, y: Tensor, n_bins: int, inputs: str) -> None:
     """Accumulate classwise bins (``num_classes * n_bins`` slots, class-major) for a block of rows."""
     n, c = x.shape
     step = max(1, _MAX_ADD // c)
     cols = torch.arange(c, device=x.device, dtype=torch.int64) * n_bins
     for start in range(0, n, step):
-        p = probabilities(x[start : start + step], inputs)
+        p = _probabilities(x[start : start + step], inputs)
         yy = y[start : start + step]
-        bins = (uniform_bin_index(p, n_bins) + cols).reshape(-1)
+        bins = (_uniform_bin_index(p, n_bins) + cols).reshape(-1)
         is_label = torch.zeros_like(p, dtype=torch.bool)
         is_label.scatter_(1, yy.unsqueeze(1), True)
         stats.accumulate_(bins, p.reshape(-1), is_label.reshape(-1))
 
 
-def brier_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
+def _brier_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
     """``sum_j (p_ij - 1[y_i = j])**2`` per row, in float64."""
-    p = probabilities(x, inputs).to(torch.float64, copy=True)  # never modify the caller's tensor
+    p = _probabilities(x, inputs).to(torch.float64, copy=True)  # never modify the caller's tensor
     p[torch.arange(p.shape[0], device=p.device), y] -= 1.0
     return (p * p).sum(1)
 
 
-def nll_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
+def _nll_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
     """``-log p_{i, y_i}`` per row, in float64 (``inf`` where a declared probability is 0)."""
     xd = x.to(torch.float64)
     picked = xd.gather(1, y.unsqueeze(1)).squeeze(1)
@@ -369,7 +369,7 @@ def nll_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
 _MAX_FIXED_VALUE = float(2**22)
 
 
-def fixed_sum_add(whole: Tensor, frac: Tensor, values: Tensor, what: str) -> int:
+def _fixed_sum_add(whole: Tensor, frac: Tensor, values: Tensor, what: str) -> int:
     """Add finite per-sample values exactly into a 1-slot fixed-point pair; return the number of +inf."""
     finite = torch.isfinite(values)
     n_inf = int((~finite).sum())
@@ -445,9 +445,9 @@ def expected_calibration_error(
     m = check_n_bins(n_bins)
     check_choice(binning, "binning", _BINNINGS)
     check_choice(norm, "norm", _NORMS)
-    scores, y = prepare(logits, labels, inputs)
-    stats = top_label_stats(scores, y, m, binning, inputs)
-    return calibration_error_from_counts(*stats.as_numpy(), norm=norm)
+    scores, y = _prepare(logits, labels, inputs)
+    stats = _top_label_stats(scores, y, m, binning, inputs)
+    return _calibration_error_from_counts(*stats.as_numpy(), norm=norm)
 
 
 def maximum_calibration_error(
@@ -513,20 +513,20 @@ def classwise_calibration_error(
     """
     m = check_n_bins(n_bins)
     check_choice(norm, "norm", _NORMS)
-    scores, y = prepare(logits, labels, inputs)
+    scores, y = _prepare(logits, labels, inputs)
     c = scores.shape[1]
-    stats = BinStats.zeros(c * m, scores.device)
-    classwise_stats_add(stats, scores, y, m, inputs)
-    return classwise_from_counts(*stats.as_numpy(), n_classes=c, n_bins=m, norm=norm)
+    stats = _BinStats.zeros(c * m, scores.device)
+    _classwise_stats_add(stats, scores, y, m, inputs)
+    return _classwise_from_counts(*stats.as_numpy(), n_classes=c, n_bins=m, norm=norm)
 
 
-def classwise_from_counts(
+def _classwise_from_counts(
     count: np.ndarray, positive: np.ndarray, score_sum: np.ndarray, *, n_classes: int, n_bins: int, norm: str
 ) -> float:
     cnt = count.reshape(n_classes, n_bins)
     pos = positive.reshape(n_classes, n_bins)
     ssum = score_sum.reshape(n_classes, n_bins)
-    per_class = [calibration_error_from_counts(cnt[j], pos[j], ssum[j], norm) for j in range(n_classes)]
+    per_class = [_calibration_error_from_counts(cnt[j], pos[j], ssum[j], norm) for j in range(n_classes)]
     return float(np.mean(per_class))
 
 
@@ -546,10 +546,10 @@ def brier_score(
     >>> brier_score(probs, torch.tensor([0, 1]), inputs="probs")
     0.25
     """
-    scores, y = prepare(logits, labels, inputs)
+    scores, y = _prepare(logits, labels, inputs)
     whole = torch.zeros(1, dtype=torch.int64, device=scores.device)
     frac = torch.zeros_like(whole)
-    fixed_sum_add(whole, frac, brier_per_sample(scores, y, inputs), "Brier term")
+    _fixed_sum_add(whole, frac, _brier_per_sample(scores, y, inputs), "Brier term")
     return float(_fixed_to_float(whole, frac)[0] / scores.shape[0])
 
 
@@ -568,10 +568,10 @@ def negative_log_likelihood(
     >>> round(negative_log_likelihood(torch.zeros(3, 4), torch.tensor([0, 1, 2])), 6)  # log(4)
     1.386294
     """
-    scores, y = prepare(logits, labels, inputs)
+    scores, y = _prepare(logits, labels, inputs)
     whole = torch.zeros(1, dtype=torch.int64, device=scores.device)
     frac = torch.zeros_like(whole)
-    n_inf = fixed_sum_add(whole, frac, nll_per_sample(scores, y, inputs), "NLL")
+    n_inf = _fixed_sum_add(whole, frac, _nll_per_sample(scores, y, inputs), "NLL")
     if n_inf:
         return math.inf
     return float(_fixed_to_float(whole, frac)[0] / scores.shape[0])
@@ -619,9 +619,9 @@ def debiased_l2_calibration_error(
     """
     m = check_n_bins(n_bins)
     check_choice(binning, "binning", _BINNINGS)
-    scores, y = prepare(logits, labels, inputs)
-    stats = top_label_stats(scores, y, m, binning, inputs)
-    return debiased_l2_from_counts(*stats.as_numpy(), squared=squared)
+    scores, y = _prepare(logits, labels, inputs)
+    stats = _top_label_stats(scores, y, m, binning, inputs)
+    return _debiased_l2_from_counts(*stats.as_numpy(), squared=squared)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -644,6 +644,14 @@ class BootstrapResult:
         Standard deviation of the bootstrap replicates.
     replicates : numpy.ndarray
         The ``n_resamples`` bootstrap values (not compared by ``==``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import bootstrap_ci, brier_score
+    >>> r = bootstrap_ci(brier_score, torch.randn(200, 3), torch.randint(0, 3, (200,)), n_resamples=50)
+    >>> r.replicates.shape, r.to_dict()["n_resamples"]
+    ((50,), 50)
     """
 
     estimate: float

@@ -12,12 +12,12 @@ from torch import Tensor
 from prunesafe.metrics._checks import InputKind, check_choice, check_n_bins
 from prunesafe.metrics.calibration import (
     Binning,
-    BinStats,
-    calibration_error_from_counts,
-    prepare,
-    quantile_bin_index,
-    top_label_quantile_stats,
-    top_label_uniform_stats,
+    _BinStats,
+    _calibration_error_from_counts,
+    _prepare,
+    _quantile_bin_index,
+    _top_label_quantile_stats,
+    _top_label_uniform_stats,
 )
 
 __all__ = ["ReliabilityDiagram", "reliability_diagram"]
@@ -88,8 +88,8 @@ class ReliabilityDiagram:
         return [{name: cols[name][i] for name in self._ARRAYS} for i in range(self.n_bins)]
 
 
-def diagram_from_stats(
-    stats: BinStats, n_bins: int, binning: str, lower: np.ndarray | None, upper: np.ndarray | None
+def _diagram_from_stats(
+    stats: _BinStats, n_bins: int, binning: str, lower: np.ndarray | None, upper: np.ndarray | None
 ) -> ReliabilityDiagram:
     count, positive, score_sum = stats.as_numpy()
     if lower is None or upper is None:
@@ -108,14 +108,14 @@ def diagram_from_stats(
         gap=conf - acc,
         n_samples=int(count.sum()),
         binning=binning,
-        ece=calibration_error_from_counts(count, positive, score_sum, "l1"),
-        mce=calibration_error_from_counts(count, positive, score_sum, "max"),
+        ece=_calibration_error_from_counts(count, positive, score_sum, "l1"),
+        mce=_calibration_error_from_counts(count, positive, score_sum, "max"),
     )
 
 
 def _quantile_edges(sorted_conf: Tensor, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     n = sorted_conf.shape[0]
-    bins = quantile_bin_index(n, n_bins, sorted_conf.device)
+    bins = _quantile_bin_index(n, n_bins, sorted_conf.device)
     lower = torch.full((n_bins,), float("nan"), dtype=torch.float64, device=sorted_conf.device)
     upper = lower.clone()
     vals = sorted_conf.to(torch.float64)
@@ -163,9 +163,9 @@ def reliability_diagram(
     """
     m = check_n_bins(n_bins)
     check_choice(binning, "binning", ("uniform", "quantile"))
-    scores, y = prepare(logits, labels, inputs)
+    scores, y = _prepare(logits, labels, inputs)
     if binning == "uniform":
-        return diagram_from_stats(top_label_uniform_stats(scores, y, m, inputs), m, "uniform", None, None)
-    stats, sorted_conf = top_label_quantile_stats(scores, y, m, inputs)
+        return _diagram_from_stats(_top_label_uniform_stats(scores, y, m, inputs), m, "uniform", None, None)
+    stats, sorted_conf = _top_label_quantile_stats(scores, y, m, inputs)
     lower, upper = _quantile_edges(sorted_conf, m)
-    return diagram_from_stats(stats, m, "quantile", lower, upper)
+    return _diagram_from_stats(stats, m, "quantile", lower, upper)

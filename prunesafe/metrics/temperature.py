@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from prunesafe.metrics._checks import InputKind
-from prunesafe.metrics.calibration import prepare
+from prunesafe.metrics.calibration import _prepare
 
 __all__ = ["TemperatureScaledModel", "fit_temperature"]
 
@@ -86,7 +86,7 @@ def fit_temperature(
         raise ValueError(f"`bounds` must satisfy 0 < T_min < T_max < inf, got {bounds!r}; e.g. (0.01, 100).")
     if not (tol > 0):
         raise ValueError(f"`tol` must be > 0, got {tol!r}.")
-    scores, y = prepare(logits, labels, inputs)
+    scores, y = _prepare(logits, labels, inputs)
     dtype = torch.float32 if scores.device.type == "mps" else torch.float64
     z = scores.to(dtype)
     if inputs == "probs":
