@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from prunesafe.models.normalization import CIFAR10_MEAN, CIFAR10_STD, Normalize
+from prunesafe.models.cifar_resnet import _check_num_classes, _make_normalize
+from prunesafe.models.normalization import CIFAR10_MEAN, CIFAR10_STD
 
 __all__ = ["VGG_CONFIGS", "CifarVGG", "cifar_vgg"]
 
@@ -21,7 +22,23 @@ VGG_CONFIGS: dict[int, tuple[int | str, ...]] = {
 
 
 class CifarVGG(nn.Module):
-    """VGG feature extractor for 32x32 inputs followed by global average pooling and one linear layer."""
+    """VGG feature extractor for 32x32 inputs followed by global average pooling and one linear layer.
+
+    Parameters
+    ----------
+    config : sequence of int or "M"
+        Conv widths (3x3, padding 1) and ``"M"`` for 2x2 max-pooling, e.g. ``VGG_CONFIGS[16]``.
+    num_classes : int, default 10
+    batch_norm : bool, default True
+    mean, std : sequence of float or None
+        Normalisation of ``[0, 1]`` inputs applied by ``model.normalize``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> CifarVGG((16, "M", 32), num_classes=3)(torch.rand(2, 3, 32, 32)).shape
+    torch.Size([2, 3])
+    """
 
     def __init__(
         self,
@@ -33,11 +50,8 @@ class CifarVGG(nn.Module):
         std: Sequence[float] | None = CIFAR10_STD,
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.normalize: nn.Module = (
-            Normalize(mean, std) if mean is not None and std is not None else nn.Identity()
-        )
+        _check_num_classes(num_classes)
+        self.normalize: nn.Module = _make_normalize(mean, std)
         layers: list[nn.Module] = []
         in_channels = 3
         for item in config:

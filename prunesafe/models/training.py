@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: ``(images, labels)`` arrays/tensors, a ``Dataset`` of ``(image, label)`` pairs, or a ``DataLoader``.
-DataLike: TypeAlias = "tuple[Any, Any] | Dataset[Any] | DataLoader[Any]"
+DataLike: TypeAlias = "tuple[Any, Any] | list[Any] | Dataset[Any] | DataLoader[Any]"
 RecipeName = Literal["finetune", "baseline"]
 
 
@@ -490,7 +490,7 @@ def _check_device(device: str | torch.device | None, model: nn.Module) -> torch.
 
 def evaluate(
     model: nn.Module,
-    data: Any,
+    data: DataLike,
     *,
     batch_size: int = 500,
     device: str | torch.device | None = None,
@@ -560,13 +560,13 @@ def evaluate(
 
 def fit(
     model: nn.Module,
-    train_data: Any,
+    train_data: DataLike,
     *,
     recipe: RecipeName | TrainConfig = "finetune",
     epochs: int | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
-    val_data: Any = None,
+    val_data: DataLike | None = None,
     progress: bool = True,
     regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
     params_hook: Callable[[nn.Module], None] | None = None,
@@ -625,10 +625,10 @@ def fit(
     >>> import dataclasses, numpy as np
     >>> from prunesafe.models import cifar_resnet
     >>> rng = np.random.default_rng(0)
-    >>> images = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
-    >>> labels = rng.integers(0, 10, 64)
-    >>> quick = dataclasses.replace(FINETUNE, epochs=1, batch_size=32)
-    >>> history = fit(cifar_resnet(20), (images, labels), recipe=quick, progress=False)
+    >>> images = rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)  # uint8 NHWC, like the .npy files
+    >>> labels = rng.integers(0, 10, 32)
+    >>> quick = dataclasses.replace(FINETUNE, epochs=1, batch_size=16)
+    >>> history = fit(cifar_resnet(8), (images, labels), recipe=quick, progress=False)
     >>> [sorted(row) for row in history]
     [['epoch', 'lr', 'time_s', 'train_acc', 'train_loss']]
     """
@@ -645,7 +645,8 @@ def fit(
     check_range = _expects_unit_range(model)
     dtype = _model_dtype(model)
     source = _make_source(train_data, "train_data", check_range)
-    val_source = None if val_data is None else _make_source(val_data, "val_data", check_range)
+    if val_data is not None:  # fail before training, not after the first epoch
+        _make_source(val_data, "val_data", check_range)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters (all requires_grad=False)")
@@ -730,8 +731,8 @@ def fit(
                     )
                 if regularizer is not None:
                     row["train_reg"] = float(reg_sum) / seen
-                if val_source is not None:
-                    result = evaluate(model, val_source, batch_size=config.eval_batch_size, device=dev)
+                if val_data is not None:
+                    result = evaluate(model, val_data, batch_size=config.eval_batch_size, device=dev)
                     row["val_loss"], row["val_acc"] = result["loss"], result["acc"]
                 row["time_s"] = time.perf_counter() - start
                 history.append(row)

@@ -383,3 +383,12 @@ def test_read_only_memory_mapped_arrays(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         result = evaluate(_model(), (mapped, labels))
     assert result["n"] == 16
+
+
+def test_bad_val_data_fails_before_training(data: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = data
+    model = _model()
+    before = _state(model)
+    with pytest.raises(ValueError, match="val_data"):
+        fit(model, (images, labels), recipe=QUICK, val_data=(images, labels[:3]), progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
