@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rss-n", type=int, default=10000, help="images per severity of the dummy files")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--_rss-child", dest="rss_child", default=None, help=argparse.SUPPRESS)
@@ -159,6 +160,8 @@ def main() -> None:
         rss_child(args.rss_child, args.batch_size)
         return
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     rows = []
     if not args.skip_speed:
         s = bench_speed(args)
