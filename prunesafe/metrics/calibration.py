@@ -234,10 +234,12 @@ def _uniform_bin_index(values: Tensor, n_bins: int) -> Tensor:
 
 
 def _top_label_uniform_stats(scores: Tensor, labels: Tensor, n_bins: int, inputs: str) -> _BinStats:
-    """Equal-width top-label bin statistics (state O(bins); temporaries O(N) per call)."""
+    """Equal-width top-label bin statistics (state O(bins); temporaries O(min(N, 2**22)) per block)."""
     stats = _BinStats.zeros(n_bins, scores.device)
-    conf, correct = _top_label(scores, labels, inputs)
-    stats.accumulate_(_uniform_bin_index(conf, n_bins), conf, correct)
+    for start in range(0, scores.shape[0], _MAX_ADD):
+        sl = slice(start, start + _MAX_ADD)
+        conf, correct = _top_label(scores[sl], labels[sl], inputs)
+        stats.accumulate_(_uniform_bin_index(conf, n_bins), conf, correct)
     return stats
 
 

@@ -212,6 +212,7 @@ def test_numpy_torch_and_dtypes_agree() -> None:
     ref = expected_calibration_error(logits, labels)
     assert expected_calibration_error(logits.numpy(), labels.numpy()) == ref
     assert expected_calibration_error(logits, labels.int()) == ref
+    assert expected_calibration_error(logits, labels.numpy().astype(np.uint8)) == ref  # CIFAR-10-C labels
     half = expected_calibration_error(logits.half(), labels)
     assert abs(half - ref) < 5e-3
 
@@ -311,3 +312,26 @@ def test_inputs_are_not_modified() -> None:
     assert torch.equal(logits, before_l)
     assert torch.equal(probs, before_p)
     assert torch.equal(labels, before_y)
+
+
+def test_block_sizes_do_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    # shrink the kernel's blocks so that every blocked / sub-chunked code path runs on small data
+    import prunesafe.metrics.calibration as cal
+
+    logits, labels = _data(2000, 7, seed=22, scale=4.0)
+    logits[::50, 0] += 200.0  # some rows need the over/underflow fallback
+
+    def everything() -> list[float]:
+        return [
+            expected_calibration_error(logits, labels),
+            expected_calibration_error(logits, labels, binning="quantile"),
+            classwise_calibration_error(logits, labels),
+            brier_score(logits, labels),
+            negative_log_likelihood(logits, labels),
+            debiased_l2_calibration_error(logits, labels, squared=True),
+        ]
+
+    ref = everything()
+    monkeypatch.setattr(cal, "_CHUNK_ELEMS", 200)
+    monkeypatch.setattr(cal, "_MAX_ADD", 999)
+    assert everything() == ref
