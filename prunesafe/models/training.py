@@ -292,7 +292,7 @@ class _ArraySource:
 
     def batches(
         self, batch_size: int, generator: torch.Generator | None, device: torch.device
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int | None]]:
         n = len(self)
         order = torch.randperm(n, generator=generator) if generator is not None else None
         for start in range(0, n, batch_size):
@@ -302,10 +302,23 @@ class _ArraySource:
             else:
                 idx = order[start : start + batch_size]
                 images, labels = self.images[idx], self.labels[idx]
-            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            yield _to_device(images, labels, device)
 
     def num_batches(self, batch_size: int) -> int:
         return math.ceil(len(self) / batch_size)
+
+
+def _to_device(
+    images: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+    """Move a batch to ``device``; the largest label is read on the CPU first (no device sync)."""
+    top = None
+    if labels.device.type == "cpu" and labels.numel():
+        low, high = labels.aminmax()
+        if int(low) < 0:
+            raise ValueError(f"labels must be >= 0, got {int(low)}")
+        top = int(high)
+    return images.to(device, non_blocking=True), labels.to(device, non_blocking=True), top
 
 
 def _unpack(batch: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,10 +337,10 @@ class _LoaderSource:
         self.loader = loader
         self.name = name
 
-    def batches(self, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor, int | None]]:
         for batch in self.loader:
             images, labels = _unpack(batch, self.name)
-            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            yield _to_device(images, labels, device)
 
     def num_batches(self) -> int | None:
         try:
@@ -356,7 +369,7 @@ def _iterate(
     batch_size: int,
     shuffle_generator: torch.Generator | None,
     device: torch.device,
-) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int | None]:
+) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor, int | None]], int | None]:
     if isinstance(source, _ArraySource):
         return source.batches(batch_size, shuffle_generator, device), source.num_batches(batch_size)
     if isinstance(source, DataLoader):
@@ -469,10 +482,10 @@ def _resolve_config(recipe: RecipeName | TrainConfig, epochs: int | None) -> Tra
     return dataclasses.replace(config, epochs=epochs, milestones=tuple(m for m in scaled if m < epochs))
 
 
-def _check_labels(logits: torch.Tensor, labels: torch.Tensor, name: str) -> None:
-    if labels.numel() and int(labels.max()) >= logits.shape[1]:
+def _check_labels(logits: torch.Tensor, top: int | None, name: str) -> None:
+    if top is not None and top >= logits.shape[1]:
         raise ValueError(
-            f"{name} contains label {int(labels.max())} but the model has {logits.shape[1]} outputs; "
+            f"{name} contains label {top} but the model has {logits.shape[1]} outputs; "
             "build the model with a matching num_classes"
         )
 
@@ -540,14 +553,14 @@ def evaluate(
     batches, total = _iterate(source, "data", batch_size, None, dev)
     try:
         with torch.inference_mode():
-            for images, labels in tqdm(
+            for images, labels, top in tqdm(
                 batches, total=total, disable=not progress, desc="evaluate", leave=False
             ):
                 x = _as_float_batch(
                     images, "data images", dtype, check_range and not isinstance(source, _ArraySource)
                 )
                 logits = model(x)
-                _check_labels(logits, labels, "data")
+                _check_labels(logits, top, "data")
                 total_loss += F.cross_entropy(logits.float(), labels, reduction="sum").double()
                 correct += (logits.argmax(1) == labels).sum()
                 count += int(labels.shape[0])
@@ -661,6 +674,8 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     history = History()
     was_training = model.training
+    has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    warned_single = False
     fork_devices = []
     if dev.type == "cuda":
         fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()]
@@ -681,7 +696,17 @@ def fit(
                 correct = torch.zeros((), dtype=torch.long, device=dev)
                 seen = 0
                 batches, _ = _iterate(source, "train_data", config.batch_size, generator, dev)
-                for step, (images, labels) in enumerate(batches):
+                for images, labels, top in batches:
+                    if labels.shape[0] == 1 and has_batch_norm:
+                        # BatchNorm cannot train on one sample (a ragged last batch); skip it.
+                        if not warned_single:
+                            warnings.warn(
+                                "fit skips training batches of a single image (BatchNorm needs >= 2); "
+                                "change batch_size or the number of images to use them",
+                                stacklevel=2,
+                            )
+                            warned_single = True
+                        continue
                     if config.augment:  # on the raw (often uint8) batch: 4x less memory traffic
                         images = random_crop_flip(
                             _channels_first(images, "train_data images"),
@@ -695,8 +720,7 @@ def fit(
                         check_range and not isinstance(source, _ArraySource),
                     )
                     logits = model(x)
-                    if step == 0 and epoch == 0:
-                        _check_labels(logits, labels, "train_data")
+                    _check_labels(logits, top, "train_data")
                     loss = criterion(logits, labels)
                     total = loss
                     if regularizer is not None:

@@ -392,3 +392,31 @@ def test_bad_val_data_fails_before_training(data: tuple[np.ndarray, np.ndarray])
     with pytest.raises(ValueError, match="val_data"):
         fit(model, (images, labels), recipe=QUICK, val_data=(images, labels[:3]), progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_single_image_last_batch_is_skipped_with_warning(data: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = data
+    steps: list[int] = []
+    cfg = dataclasses.replace(QUICK, batch_size=8)
+    with pytest.warns(UserWarning, match="single image"):
+        fit(
+            _model(),
+            (images[:17], labels[:17]),
+            recipe=cfg,
+            progress=False,
+            params_hook=lambda m: steps.append(1),
+        )
+    assert len(steps) == 2  # 8 + 8 trained, the 17th image skipped instead of crashing BatchNorm
+
+
+def test_bad_labels_in_a_later_loader_batch(data: tuple[np.ndarray, np.ndarray]) -> None:
+    images = data[0]
+    x = torch.from_numpy(images[:32]).permute(0, 3, 1, 2).float() / 255
+    y = torch.zeros(32, dtype=torch.long)
+    y[-1] = 10
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=False)
+    with pytest.raises(ValueError, match="label 10 but the model has 10 outputs"):
+        fit(_model(), loader, recipe=QUICK, progress=False)
+    y[-1] = -2
+    with pytest.raises(ValueError, match=">= 0"):
+        evaluate(_model(), DataLoader(TensorDataset(x, y), batch_size=8))
