@@ -83,9 +83,9 @@ def test_works_with_models_fit_params_hook_and_regularizer() -> None:
     from prunesafe.models.training import FINETUNE, fit
 
     rng = np.random.default_rng(0)
-    data = (rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 32))
-    recipe = dataclasses.replace(FINETUNE, epochs=1, batch_size=16)
-    model = cifar_resnet(20)
+    data = (rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 16))
+    recipe = dataclasses.replace(FINETUNE, epochs=1, batch_size=8)
+    model = cifar_resnet(8)
     before = torch.cat([g.detach().abs().clone() for g in bn_scaling_factors_of(model)]).sum()
     fit(model, data, recipe=recipe, progress=False, params_hook=SlimmingRegularizer(1.0))
     assert torch.cat([g.detach().abs() for g in bn_scaling_factors_of(model)]).sum() < before

@@ -26,7 +26,7 @@ def _tied(model: nn.Module) -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize("ratio", [0.0, 0.1, 0.37, 0.5, 0.9, 0.999])
+@pytest.mark.parametrize("ratio", [0.0, 0.37, 0.9, 0.999])
 @pytest.mark.parametrize("include_linear", [False, True])
 @pytest.mark.parametrize("tied", [False, True])
 def test_global_masks_identical_to_torch(ratio: float, include_linear: bool, tied: bool) -> None:
