@@ -182,10 +182,11 @@ def test_ratio_zero_is_identity(cls):
 SWEEP = (
     [
         (name, cls, ratio)
-        for name in ("cifar_vgg16", "cifar_resnet20", "cifar_resnet56")
+        for name in ("cifar_vgg16", "cifar_resnet56")
         for cls in (FilterPruner, ChannelPruner)
         for ratio in (0.3, 0.5, 0.9)
     ]
+    + [("cifar_resnet20", cls, 0.5) for cls in (FilterPruner, ChannelPruner)]
     + [
         (name, cls, r)
         for name in ("resnet18", "mobilenet_v2")
@@ -345,7 +346,7 @@ def test_bad_options():
 def test_structured_after_unstructured_masks_keeps_masks_consistent():
     from torch.nn.utils import prune
 
-    model, x = _model("cifar_vgg16")
+    model, x = _model("cifar_resnet20")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     prune.global_unstructured([(c, "weight") for c in convs], pruning_method=prune.L1Unstructured, amount=0.5)
     with torch.no_grad():
@@ -353,6 +354,7 @@ def test_structured_after_unstructured_masks_keeps_masks_consistent():
     FilterPruner(0.5).prune(model, example_inputs=x[:1])
     for conv in convs:
         assert conv.weight_orig.shape == conv.weight_mask.shape == (conv.out_channels, conv.in_channels, 3, 3)
+    assert model.layer1[0].conv1.out_channels == 8
     with torch.no_grad():
         assert model(x).shape == (2, 10)
     for conv in convs:  # the forward pre-hook recomputed weight = orig * mask with the new shapes
