@@ -16,8 +16,11 @@ from prunesafe.models import (
     BASELINE,
     FINETUNE,
     RECIPES,
+    CifarVGG,
     History,
     TrainConfig,
+    cifar_bottleneck_resnet,
+    cifar_preact_resnet,
     cifar_resnet,
     evaluate,
     fit,
@@ -420,3 +423,43 @@ def test_bad_labels_in_a_later_loader_batch(data: tuple[np.ndarray, np.ndarray])
     y[-1] = -2
     with pytest.raises(ValueError, match=">= 0"):
         evaluate(_model(), DataLoader(TensorDataset(x, y), batch_size=8))
+
+
+class _NumpyDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Yields (uint8 HWC numpy image, int label), like a plain CIFAR folder dataset without transforms."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.images[i], int(self.labels[i])
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: cifar_resnet(8, shortcut="B"),
+        lambda: cifar_bottleneck_resnet(11),
+        lambda: cifar_preact_resnet(8),
+        lambda: cifar_preact_resnet(11, block="bottleneck"),
+        lambda: CifarVGG((16, "M", 32, "M", 64)),  # the VGG class at a test-friendly width
+    ],
+)
+def test_fit_trains_every_architecture(build: object, data: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = data
+    model = build()  # type: ignore[operator]
+    before = _state(model)
+    history = fit(
+        model,
+        _NumpyDataset(images[:16], labels[:16]),
+        recipe=dataclasses.replace(QUICK, batch_size=8),
+        progress=False,
+    )
+    assert np.isfinite(history[0]["train_loss"])
+    changed = [
+        k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
+    assert len(changed) > 0.5 * sum(1 for v in before.values() if v.is_floating_point())
