@@ -300,6 +300,10 @@ def _options_of(pruner: Pruner, given: dict[str, Any]) -> dict[str, Any]:
     for p in list(inspect.signature(type(pruner).__init__).parameters.values())[2:]:
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and hasattr(pruner, p.name):
             value = getattr(pruner, p.name)
-            if value is not p.default:
+            try:
+                is_default = bool(value == p.default)
+            except Exception:  # e.g. an array-valued option
+                is_default = False
+            if not is_default:
                 out[p.name] = value
     return out

@@ -163,3 +163,21 @@ def test_bad_input() -> None:
         pruning_report(model, model, None)
     with pytest.raises(TypeError, match="example_inputs must be"):
         pruning_report(model, model, "image.png")
+
+
+def test_filter_pruned_report_matches_the_modules() -> None:
+    model = cifar_resnet(20)
+    x = torch.rand(1, 3, 32, 32)
+    pruned = prune_model(model, "filter", 0.5, example_inputs=x)
+    report = pruning_report(model, pruned, x)
+    modules = dict(pruned.named_modules())
+    for layer in report.layers:
+        module = modules[layer.name]
+        out_channels = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+        assert layer.channels_after == out_channels
+        assert layer.params_after == sum(p.numel() for p in module.parameters())
+    assert report.layers[1].kept == "8/16"  # layer1.0.conv1
+    assert report.unit == "filters"
+    assert report.nonzero_params_after <= report.params_after
+    # conv MACs scale with kept in × out channels: a block's two convs each lose half
+    assert report.layers[1].macs_after * 2 == report.layers[1].macs_before

@@ -221,3 +221,13 @@ def test_bad_arguments() -> None:
         save_pruned(cifar_resnet(20), buffer, builder_kwargs={"depth": 20})
     with pytest.raises(TypeError, match=r"skeleton"):
         load_pruned(buffer, model="resnet20")  # type: ignore[arg-type]
+
+
+def test_structured_then_unstructured_round_trip(tmp_path: Path) -> None:
+    filtered = prune_model(cifar_resnet(20), "filter", 0.5, example_inputs=X32)
+    both = prune_model(filtered, "unstructured", 0.5).eval()
+    loaded = _round_trip(both, tmp_path).eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded(x), both(x))
+    assert loaded.layer1[0].conv1.weight_mask.shape == (8, 16, 3, 3)
+    assert loaded.prunesafe_pruning.history[0]["method"] == "filter"
