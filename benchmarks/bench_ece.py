@@ -6,7 +6,10 @@ Targets (from the issue):
 * equal-mass ECE on 1,000,000 samples <= 1.3x one ``torch.sort`` of the confidences.
 
 Usage: ``python benchmarks/bench_ece.py [--repeats 9] [--threads N] [--quick]``.
-Prints the machine description, a ratio line per target and a markdown table.
+Prints the machine description (CPU, torch, threads, load average), a ratio line per target and a markdown
+table.  Both sides always run with the same thread count.  On a machine whose load average exceeds its core
+count, multi-threaded timings of many small torch ops are dominated by scheduling stalls (each parallel region
+waits for a preempted worker); compare with ``--threads 1`` there.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ def main() -> None:
 
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores visible)")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {platform.python_version()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cores = os.cpu_count() or 1
+    print(f"load average (1 min): {load:.2f}" + (" -- BUSY MACHINE, timings are noisy" if load > cores else ""))
     scale = 10 if args.quick else 1
     rows: list[tuple[str, float, str, float, float]] = []
     g = torch.Generator().manual_seed(0)
