@@ -6,6 +6,8 @@ import copy
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import prune
 
@@ -198,3 +200,36 @@ def test_sparsity_counts_effective_weights() -> None:
         model[0].weight.copy_(torch.tensor([0.0, 1.0, 2.0, 3.0]).view(1, 1, 2, 2))
     assert sparsity(model) == 0.25
     assert not is_pruned(model)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    channels=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    kernel=st.integers(1, 3),
+    ratio=st.floats(0.0, 0.999),
+    levels=st.sampled_from([0, 2, 8]),
+    seed=st.integers(0, 2**16),
+    layerwise=st.booleans(),
+)
+def test_property_masks_identical_to_torch(
+    channels: list[int], kernel: int, ratio: float, levels: int, seed: int, layerwise: bool
+) -> None:
+    """Random small conv stacks, ratios and (with ``levels``) heavily tied magnitudes."""
+    torch.manual_seed(seed)
+    widths = [3, *channels]
+    model = nn.Sequential(*[nn.Conv2d(widths[i], widths[i + 1], kernel) for i in range(len(channels))])
+    if levels:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.round(p * levels) / levels)
+    reference = copy.deepcopy(model)
+    params = [(m, "weight") for m in reference]
+    if layerwise:
+        for m, name in params:
+            prune.l1_unstructured(m, name, amount=ratio)
+    else:
+        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=ratio)
+    ours = prune_model(model, "unstructured", ratio, scope="layerwise" if layerwise else "global")
+    for a, b in zip(ours, reference, strict=True):
+        assert torch.equal(a.weight_mask, b.weight_mask)
+        assert torch.equal(a.weight, b.weight)
