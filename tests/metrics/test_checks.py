@@ -171,3 +171,13 @@ def test_bad_norm_and_binning() -> None:
 def test_numpy_object_array() -> None:
     with pytest.raises(TypeError, match="dtype object"):
         expected_calibration_error(np.array([[1, "a"], [2, 3]], dtype=object), LABELS[:2])
+
+
+@pytest.mark.parametrize("f", FUNCS[:-1], ids=lambda f: f.__name__)
+def test_inputs_keyword_is_uniform(f: Callable[..., Any]) -> None:
+    import inspect
+
+    param = inspect.signature(f).parameters["inputs"]
+    assert param.kind is inspect.Parameter.KEYWORD_ONLY
+    assert param.default == "logits"
+    assert "Literal['logits', 'probs']" in str(param.annotation) or param.annotation == "InputKind"
