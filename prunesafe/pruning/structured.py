@@ -202,7 +202,7 @@ class _StructuredPruner(Pruner):
         cap: IntArray,
         group_of: IntArray,
     ) -> IntArray:
-        """Lowest-score components whose weights sum to at most ``budget``, at most ``cap[g]`` per group."""
+        """Lowest-score components (at most ``cap[g]`` per group) whose weights sum closest to ``budget``."""
         order = np.lexsort((comps, scores))  # by score, ties by component id (deterministic)
         comps, weights, group_of = comps[order], weights[order], group_of[order]
         # rank of each component inside its group, in score order
@@ -214,8 +214,10 @@ class _StructuredPruner(Pruner):
         rank[sort_g] = np.arange(len(comps)) - np.repeat(starts, counts)
         allowed = rank < cap[group_of]
         comps, weights = comps[allowed], weights[allowed]
-        take = np.cumsum(weights) <= budget + 1e-9
-        return comps[take]
+        # a prefix in score order (a threshold), of the length whose weight is closest to the budget
+        cumulative = np.r_[0, np.cumsum(weights)]
+        length = int(np.argmin(np.abs(cumulative - budget)))
+        return comps[:length]
 
     def _protect_slots(self, graph: ChannelGraph, removed: np.ndarray[Any, Any], score: FloatArray) -> None:
         """Un-remove the best channels of any slot that would keep fewer than ``min_channels``."""
