@@ -808,6 +808,16 @@ def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
     return graph
 
 
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_holds_tensor(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    return False
+
+
 def _fetch_attr(model: nn.Module, target: str) -> Any:
     obj: Any = model
     for part in target.split("."):
@@ -849,6 +859,10 @@ def _relate(
         return
     if op == "get_attr":
         graph._barrier(out, f"constant tensor {target!r} has a fixed channel count")
+        return
+    if out is None and _holds_tensor(env[node]):
+        # several tensors (or one without a channel dimension) come out: their channels are not tracked
+        barrier_all(f"{name!r} returns {type(env[node]).__name__} whose channels are not tracked")
         return
     if op == "call_module":
         module = model.get_submodule(str(target))

@@ -294,3 +294,30 @@ def test_numpy_example_inputs_accepted():
         cifar_resnet(20), np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
     )
     assert len(graph.groups()) == 11
+
+
+class PoolWithIndices(nn.Module):
+    """A module returning a tuple: the channels flowing into it must not be removed on one side only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.b = nn.Conv2d(4, 2, 1)
+        self.c = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled, _ = self.pool(self.a(x))
+        return self.b(pooled) + self.c(x)[:, :2, ::2, ::2]
+
+
+def test_tuple_outputs_and_channel_slicing_are_barriers():
+    model = PoolWithIndices()
+    x = torch.rand(1, 3, 8, 8)
+    graph = build_channel_graph(model, x)
+    groups = {frozenset(_producer_names(graph, g)): g for g in graph.groups()}
+    assert not groups[frozenset({"a"})].prunable
+    assert "tuple" in groups[frozenset({"a"})].reason
+    assert not groups[frozenset({"c"})].prunable  # x[:, :2] indexes channels
+    with pytest.raises(ValueError, match="no prunable layers"):
+        FilterPruner(0.5).prune(model, example_inputs=x)
