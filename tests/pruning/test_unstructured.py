@@ -233,3 +233,13 @@ def test_property_masks_identical_to_torch(
     for a, b in zip(ours, reference, strict=True):
         assert torch.equal(a.weight_mask, b.weight_mask)
         assert torch.equal(a.weight, b.weight)
+
+
+def test_masked_and_finalized_models_export() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3)).eval()
+    x = torch.rand(2, 3, 8, 8)
+    masked = prune_model(model, "unstructured", 0.5)
+    exported = torch.export.export(masked, (x,))
+    assert torch.allclose(exported.module()(x), masked(x))
+    finalized = finalize(prune_model(model, "unstructured", 0.5))
+    assert torch.allclose(torch.export.export(finalized, (x,)).module()(x), finalized(x))
