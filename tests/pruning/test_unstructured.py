@@ -235,6 +235,7 @@ def test_property_masks_identical_to_torch(
         assert torch.equal(a.weight, b.weight)
 
 
+@pytest.mark.filterwarnings("ignore:The tensor attributes .* were assigned during export")
 def test_masked_and_finalized_models_export() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3)).eval()
     x = torch.rand(2, 3, 8, 8)
