@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -424,14 +425,51 @@ def _reshape_like(
 
 
 class _Tracer(fx.Tracer):
+    """fx tracer: registered module types are leaves; untraceable submodules become opaque leaves.
+
+    When tracing into a submodule fails (data-dependent control flow, ...), the nodes it
+    created are erased and the module is recorded as one opaque ``call_module`` node.  It has
+    no channel rule, so every channel touching it is a barrier: the rest of the model can
+    still be pruned.  A failure in the top-level forward cannot be isolated and propagates.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opaque: dict[str, str] = {}
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return _rule_for(m) is not None or super().is_leaf_module(m, module_qualified_name)
+        return (
+            module_qualified_name in self.opaque
+            or _rule_for(m) is not None
+            or super().is_leaf_module(m, module_qualified_name)
+        )
+
+    def call_module(
+        self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        name = self.path_of_module(m)
+        if self.is_leaf_module(m, name):
+            return super().call_module(m, forward, args, kwargs)
+        nodes_before = len(self.graph.nodes)
+        stack, calls = self.module_stack.copy(), dict(self.num_calls)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as err:
+            for node in reversed(list(self.graph.nodes)[nodes_before:]):
+                self.graph.erase_node(node)
+            self.module_stack.clear()
+            self.module_stack.update(stack)
+            self.num_calls.clear()
+            self.num_calls.update(calls)
+            self.opaque[name] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            return super().call_module(m, forward, args, kwargs)
 
 
 _TRACE_HELP = (
-    "the model cannot be analysed by torch.fx symbolic tracing ({err}). Structured pruning needs a "
-    "traceable forward: make the untraceable part a module and teach the graph about it with "
-    "prunesafe.pruning.graph.register_channel_rule (it then stays a leaf), or use "
+    "the model's forward cannot be analysed by torch.fx symbolic tracing ({err}). Untraceable code "
+    "inside a submodule is handled (the submodule becomes an opaque layer that is left unpruned), "
+    "but not in the top-level forward: move it into a submodule, or register a channel rule for "
+    "the module (prunesafe.pruning.graph.register_channel_rule, it then stays a leaf), or use "
     'method="unstructured", which needs no graph.'
 )
 
@@ -497,6 +535,8 @@ class ChannelGraph:
         self.labels: IntArray = np.zeros(0, dtype=np.int64)
         self.num_components = 0
         self._comp_reason: dict[int, str] = {}
+        #: Submodules fx could not trace (name -> error); they are opaque barriers.
+        self.opaque_modules: dict[str, str] = {}
 
     # --- building -------------------------------------------------------------------------
     def _alloc(self, count: int) -> IntArray:
@@ -696,7 +736,27 @@ def _flat_tensor_nodes(args: Any) -> list[fx.Node]:
     return found
 
 
-def _call_module_meta(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _materialise(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return torch.zeros(value.shape, dtype=value.dtype, device=device) if value.is_meta else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_materialise(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _materialise(v, device) for k, v in value.items()}
+    return value
+
+
+def _call_module_meta(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, real: bool = False
+) -> Any:
+    """Run ``module`` for its output shapes: on ``meta`` copies of its tensors, or (``real=True``,
+    for untraceable modules whose control flow needs values) for real on zero inputs."""
+    if real:
+        tensor: torch.Tensor | None = next(iter(module.parameters()), None)
+        if tensor is None:
+            tensor = next(iter(module.buffers()), None)
+        device = tensor.device if tensor is not None else torch.device("cpu")
+        return _meta(module(*_materialise(args, device), **_materialise(kwargs, device)))
     shadow = copy.copy(module)
     shadow._parameters = {
         k: None if v is None else nn.Parameter(v.detach().to("meta"), v.requires_grad)
@@ -739,12 +799,23 @@ def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inputs = _as_input_tuple(example_inputs)
+    tracer = _Tracer()
     try:
-        fx_graph = _Tracer().trace(model)
+        fx_graph = tracer.trace(model)
+        fx_graph.lint()
     except Exception as err:  # fx raises TraceError, TypeError, NotImplementedError, ...
         raise ValueError(_TRACE_HELP.format(err=f"{type(err).__name__}: {err}")) from err
+    if tracer.opaque:
+        warnings.warn(
+            "these submodules could not be traced by torch.fx and are treated as opaque layers whose "
+            f"channels are never pruned: {tracer.opaque}. Register a channel rule for them "
+            "(prunesafe.pruning.graph.register_channel_rule) to prune through them.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     graph = ChannelGraph(model)
+    graph.opaque_modules = dict(tracer.opaque)
     env: dict[fx.Node, Any] = {}
     blocks: dict[fx.Node, IntArray] = {}
     meta_inputs = list(_meta(inputs))
@@ -787,7 +858,9 @@ def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
                     ):
                         value = args[0]
                     else:
-                        value = _call_module_meta(module, args, load(node.kwargs))
+                        value = _call_module_meta(
+                            module, args, load(node.kwargs), real=str(node.target) in tracer.opaque
+                        )
                 else:  # output
                     value = None
                 env[node] = value
@@ -868,7 +941,10 @@ def _relate(
         module = model.get_submodule(str(target))
         entry = _rule_for(module)
         if entry is None:
-            barrier_all(f"no channel rule for module {target!r} ({type(module).__name__}); register one")
+            if str(target) in graph.opaque_modules:
+                barrier_all(f"module {target!r} cannot be traced ({graph.opaque_modules[str(target)]})")
+            else:
+                barrier_all(f"no channel rule for module {target!r} ({type(module).__name__}); register one")
             return
         positional = [a if isinstance(a, fx.Node) else None for a in node.args]
         ctx = RuleContext(

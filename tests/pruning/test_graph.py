@@ -321,3 +321,51 @@ def test_tuple_outputs_and_channel_slicing_are_barriers():
     assert not groups[frozenset({"c"})].prunable  # x[:, :2] indexes channels
     with pytest.raises(ValueError, match="no prunable layers"):
         FilterPruner(0.5).prune(model, example_inputs=x)
+
+
+class Gate(nn.Module):
+    """Data-dependent control flow: fx cannot trace it."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.mean() > 1e6:
+            return -y
+        return y
+
+
+class NestedUntraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.gate = Gate(8)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.relu(self.b(self.gate(F.relu(self.a(x))))))
+
+
+def test_untraceable_submodule_becomes_an_opaque_barrier():
+    model = NestedUntraceable().eval()
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.warns(UserWarning, match="gate"):
+        graph = build_channel_graph(model, x[:1])
+    assert set(graph.opaque_modules) == {"gate"}
+    groups = {frozenset(_producer_names(graph, g)): g for g in graph.groups()}
+    assert not groups[frozenset({"a"})].prunable
+    assert "cannot be traced" in groups[frozenset({"a"})].reason
+    assert groups[frozenset({"b"})].prunable
+    with torch.no_grad():
+        model.b.weight[:4] = 0
+        model.b.bias[:4] = 0
+        expected = model(x)
+    with pytest.warns(UserWarning, match="opaque"):
+        FilterPruner(0.5).prune(model, example_inputs=x[:1])
+    assert model.a.out_channels == 8
+    assert model.gate.conv.weight.shape == (8, 8, 1, 1)
+    assert model.b.out_channels == 4
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-6)
