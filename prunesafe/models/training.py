@@ -215,11 +215,12 @@ def _channels_first(images: torch.Tensor, name: str) -> torch.Tensor:
         return images.permute(0, 3, 1, 2)
     if first and not last:
         return images
-    if first and last and images.shape[1] == images.shape[-1] == images.shape[2]:
+    if first and last:
         raise ValueError(
-            f"{name} has an ambiguous layout {tuple(images.shape)}; pass (N, C, H, W) with H, W > 4"
+            f"{name} has an ambiguous layout {tuple(images.shape)} (dims 1 and 3 could both be channels); "
+            "pass images larger than 4x4"
         )
-    # Both dims small or both large: trust the torch convention.
+    # No small dimension (e.g. many-channel inputs of a custom model): the torch convention, NCHW.
     return images
 
 
@@ -494,11 +495,14 @@ def _check_device(device: str | torch.device | None, model: nn.Module) -> torch.
     if device is None:
         return _model_device(model)
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
             f"device must be a torch.device or a string such as 'cpu' or 'cuda:0', got {device!r}"
         ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; pass device='cpu' (or None)")
+    return dev
 
 
 def evaluate(

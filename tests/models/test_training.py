@@ -287,6 +287,7 @@ def test_fit_with_progress_bar(
         ((np.zeros((4, 32, 32, 3), np.uint8), np.zeros(5, np.int64)), ValueError, "4 images but 5 labels"),
         ((np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64)), ValueError, "empty"),
         ((np.zeros((4, 32, 32), np.uint8), np.zeros(4, np.int64)), ValueError, "4-D"),
+        ((np.zeros((4, 3, 4, 3), np.uint8), np.zeros(4, np.int64)), ValueError, "ambiguous layout"),
         ((np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.float32)), TypeError, "integer class indices"),
         ((np.zeros((4, 32, 32, 3), np.uint8), np.zeros((4, 1), np.int64)), ValueError, "1-D"),
         ((np.full((4, 32, 32, 3), -1, np.int64), np.zeros(4, np.int64)), TypeError, "uint8"),
@@ -324,6 +325,9 @@ def test_fit_bad_arguments(data: tuple[np.ndarray, np.ndarray]) -> None:
         fit(_model(), small, recipe=QUICK, seed=1.5, progress=False)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="device"):
         fit(_model(), small, recipe=QUICK, device="gpu0", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            evaluate(_model(), small, device="cuda")
     with pytest.raises(TypeError, match="model must be"):
         fit("resnet20", small, recipe=QUICK, progress=False)  # type: ignore[arg-type]
     frozen = _model().requires_grad_(False)
