@@ -209,6 +209,8 @@ def _hints(
             "(weight_orig/weight_mask): "
             "prune the model the same way before loading, or save after torch.nn.utils.prune.remove"
         )
+    if expected and all(k.startswith("module.") for k in expected) and missing:
+        hints.append("the model is wrapped (DataParallel/DDP): pass model.module to load_weights")
     modules = dict(model.named_modules())
     linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
     for key, ckpt_shape, model_shape in mismatched:

@@ -215,3 +215,11 @@ def test_registry_errors(tmp_path: Path) -> None:
         pretrained_cifar_resnet("resnet20", tmp_path)
     model = pretrained_cifar_resnet("resnet20", fake, verify_hash=False)
     assert model.linear.out_features == 10
+
+
+def test_wrapped_model_hint(source: nn.Module) -> None:
+    wrapped = nn.DataParallel(cifar_resnet(8))
+    with pytest.raises(CheckpointMismatchError, match=r"pass model\.module"):
+        load_weights(wrapped, source.state_dict())
+    load_weights(wrapped.module, source.state_dict())
+    assert torch.equal(wrapped.module.conv1.weight, source.conv1.weight)
