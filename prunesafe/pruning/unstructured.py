@@ -201,8 +201,8 @@ class UnstructuredPruner(Pruner):
     is already sparser than ``ratio`` nothing more is pruned and :attr:`achieved_ratio`
     reports the actual sparsity.  Biases are never pruned.
 
-    ``achieved_ratio`` is the number of masked-out weights divided by the number of
-    targeted weights.
+    ``achieved_ratio`` is the fraction of targeted weights that are zero afterwards (masked, or
+    zero already, e.g. after :func:`finalize` of an earlier pruning), i.e. :func:`sparsity`.
 
     Examples
     --------
@@ -269,12 +269,12 @@ class UnstructuredPruner(Pruner):
                 for _, m in targets:
                     s = _scores(m)
                     masks.append(_keep_mask(s, round(self.ratio * s.numel()), dtype))
-            pruned = 0
+            zeros = 0
             for (_, module), mask in zip(targets, masks, strict=True):
                 _apply_mask(module, mask.view(_weight(module).shape))
-                final = _tensor(module, "weight_mask")
-                pruned += final.numel() - int(torch.count_nonzero(final))
-        self.achieved_ratio = pruned / total
+                weight = _effective(module)
+                zeros += weight.numel() - int(torch.count_nonzero(weight))
+        self.achieved_ratio = zeros / total
         self.pruned_modules = [name for name, _ in targets]
         return model
 

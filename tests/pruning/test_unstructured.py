@@ -44,7 +44,11 @@ def test_global_masks_identical_to_torch(ratio: float, include_linear: bool, tie
         assert a.dtype == b.dtype
         assert torch.equal(a, b)
     n = sum(m.numel() for m in _masks(ours, include_linear))
-    assert ours.prunesafe_pruning.achieved_ratio == round(ratio * n) / n
+    targets = unstructured_targets(ours, include_linear=include_linear)
+    zeros = sum(int((m.weight == 0).sum()) for _, m in targets)
+    assert ours.prunesafe_pruning.achieved_ratio == zeros / n
+    if not tied:  # random weights are never exactly zero: only the masked ones are
+        assert zeros == round(ratio * n)
 
 
 @pytest.mark.parametrize("ratio", [0.2, 0.75])
@@ -159,6 +163,11 @@ def test_repruning_composes_as_total_sparsity() -> None:
     # asking for less than the current sparsity removes nothing more and reports the truth
     third = prune_model(second, "unstructured", 0.25)
     assert third.prunesafe_pruning.achieved_ratio == second.prunesafe_pruning.achieved_ratio
+    # zeros folded in by finalize count too, and are pruned first when pruning again
+    fourth = prune_model(finalize(copy.deepcopy(first)), "unstructured", 0.25)
+    assert fourth.prunesafe_pruning.achieved_ratio == first.prunesafe_pruning.achieved_ratio
+    fifth = prune_model(finalize(copy.deepcopy(first)), "unstructured", 0.75)
+    assert fifth.prunesafe_pruning.achieved_ratio == round(0.75 * n) / n
 
 
 def test_prunes_on_top_of_torch_pruning_masks() -> None:
