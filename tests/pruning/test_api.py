@@ -176,6 +176,15 @@ def test_unknown_method_lists_registered() -> None:
 def test_no_prunable_layers() -> None:
     with pytest.raises(ValueError, match="no prunable layers"):
         prune_model(nn.Sequential(nn.ReLU(), nn.Flatten()), "unstructured", 0.5)
+    linear_only = nn.Sequential(nn.Linear(3, 2))
+    for method in ("filter", "channel"):
+        with pytest.raises(ValueError, match=rf"no prunable layers for method '{method}'.*unstructured"):
+            prune_model(linear_only, method, 0.5, example_inputs=torch.rand(1, 3))
+
+
+def test_example_inputs_that_do_not_fit_the_model() -> None:
+    with pytest.raises(ValueError, match="example_inputs matches the forward's inputs"):
+        prune_model(nn.Sequential(nn.Linear(3, 2)), "filter", 0.5, example_inputs=torch.rand(1, 4))
 
 
 def test_bad_inplace_and_example_inputs() -> None:
