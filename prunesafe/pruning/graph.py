@@ -757,13 +757,20 @@ def _call_module_meta(
             tensor = next(iter(module.buffers()), None)
         device = tensor.device if tensor is not None else torch.device("cpu")
         return _meta(module(*_materialise(args, device), **_materialise(kwargs, device)))
+    return _meta_shadow(module)(*args, **kwargs)
+
+
+def _meta_shadow(module: nn.Module) -> nn.Module:
+    """A shallow copy of ``module`` (and its children) whose parameters and buffers live on ``meta``."""
     shadow = copy.copy(module)
     shadow._parameters = {
         k: None if v is None else nn.Parameter(v.detach().to("meta"), v.requires_grad)
         for k, v in module._parameters.items()
     }
     shadow._buffers = {k: None if v is None else v.to("meta") for k, v in module._buffers.items()}
-    return shadow(*args, **kwargs)
+    if module._modules:
+        shadow._modules = {k: None if v is None else _meta_shadow(v) for k, v in module._modules.items()}
+    return shadow
 
 
 def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
