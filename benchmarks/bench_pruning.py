@@ -17,7 +17,7 @@ the option-A ResNet-56: Torch-Pruning returns a model whose forward fails, prune
 
 Usage::
 
-    python benchmarks/bench_pruning.py [--repeats 7] [--json out.json]
+    python benchmarks/bench_pruning.py [--repeats 7] [--threads N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -154,8 +154,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement (median; >= 5)")
     parser.add_argument("--json", type=str, default=None, help="also write the results to this JSON file")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads for both libraries (1 avoids OpenMP contention on a busy machine)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, torch-pruning {getattr(tp, '__version__', '?')}, threads {torch.get_num_threads()}"
     )

@@ -849,10 +849,16 @@ def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
                 elif op == "get_attr":
                     value = _meta(_fetch_attr(model, str(node.target)))
                 elif op == "call_function":
-                    value = node.target(*load(node.args), **load(node.kwargs))
+                    args, kwargs = load(node.args), load(node.kwargs)
+                    value = _fast_shape(node.target, False, args, kwargs)
+                    if value is None:
+                        value = node.target(*args, **kwargs)
                 elif op == "call_method":
                     self_obj, *rest = load(node.args)
-                    value = getattr(self_obj, str(node.target))(*rest, **load(node.kwargs))
+                    kwargs = load(node.kwargs)
+                    value = _fast_shape(node.target, True, (self_obj, *rest), kwargs)
+                    if value is None:
+                        value = getattr(self_obj, str(node.target))(*rest, **kwargs)
                 elif op == "call_module":
                     module = model.get_submodule(str(node.target))
                     entry = _rule_for(module)
@@ -886,6 +892,59 @@ def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
         ) from err
     graph._finish()
     return graph
+
+
+# shape-preserving elementwise ops: shape propagation skips running them on meta tensors (the
+# meta implementations of several are Python decompositions, ~1 ms per call)
+_SAME_SHAPE_FUNCS: set[Any] = {
+    F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid,
+    F.hardtanh, F.softplus, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, torch.relu, torch.relu_,
+    torch.sigmoid, torch.tanh, F.sigmoid, F.tanh,
+}  # fmt: skip
+_SAME_SHAPE_METHODS = {
+    "relu",
+    "relu_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "tanh_",
+    "contiguous",
+    "clone",
+    "detach",
+}
+_BROADCAST_FUNCS: set[Any] = {
+    operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.isub,
+    torch.add, torch.mul, torch.sub,
+}  # fmt: skip
+_BROADCAST_METHODS = {"add", "add_", "mul", "mul_", "sub", "sub_"}
+
+
+def _fast_shape(target: Any, is_method: bool, args: Any, kwargs: dict[str, Any]) -> torch.Tensor | None:
+    """The meta output of a few frequent elementwise ops, without dispatching them (None: run the op)."""
+    first = args[0] if args else None
+    if not isinstance(first, torch.Tensor):
+        return None
+    if (is_method and target in _SAME_SHAPE_METHODS) or (not is_method and target in _SAME_SHAPE_FUNCS):
+        return first
+    if ((is_method and target in _BROADCAST_METHODS) or (not is_method and target in _BROADCAST_FUNCS)) and (
+        len(args) == 2 and not kwargs
+    ):
+        other = args[1]
+        if isinstance(other, torch.Tensor):
+            shape = torch.broadcast_shapes(first.shape, other.shape)  # type: ignore[no-untyped-call]
+        elif isinstance(other, (int, float, bool)):
+            shape = first.shape
+        else:
+            return None
+        in_place = (is_method and str(target).endswith("_")) or target in (
+            operator.iadd,
+            operator.imul,
+            operator.isub,
+        )
+        if in_place and shape == first.shape:
+            return first
+        return torch.empty(shape, dtype=torch.result_type(first, other), device="meta")
+    return None
 
 
 def _holds_tensor(value: Any) -> bool:
