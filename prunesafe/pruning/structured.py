@@ -139,7 +139,7 @@ class _StructuredPruner(Pruner):
         if self.coupling == "exclude" and len(group.producers) > 1:
             others = sorted(graph.slots[i].module_name for i in group.producers)
             return (
-                f"its channels are coupled with {len(others) - 1} other layer(s) ({', '.join(others[:4])}"
+                f"its channels are coupled across {len(others)} layers ({', '.join(others[:4])}"
                 f"{', ...' if len(others) > 4 else ''}) through residual additions / concatenation; "
                 'coupling="exclude" leaves them (pass coupling="together" to prune them as one group)'
             )
@@ -239,6 +239,58 @@ class _StructuredPruner(Pruner):
         self, graph: ChannelGraph, groups: list[ChannelGroup], score: FloatArray, weight: IntArray
     ) -> IntArray:
         raise NotImplementedError
+
+    def explain(self, model: nn.Module, *, example_inputs: Any) -> dict[str, str]:
+        """Which layers this pruner would prune, and why the others are left alone.
+
+        Parameters
+        ----------
+        model : nn.Module
+            Not modified.
+        example_inputs : torch.Tensor, numpy.ndarray or tuple
+            As for :meth:`prune`.
+
+        Returns
+        -------
+        dict of str to str
+            For every convolution (``"filter"``) or BatchNorm (``"channel"``) of the model:
+            ``""`` when it would be pruned, otherwise the reason it is not.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from prunesafe.models import cifar_resnet
+        >>> why = FilterPruner(0.5).explain(cifar_resnet(20), example_inputs=torch.rand(1, 3, 32, 32))
+        >>> why["layer1.0.conv1"]
+        ''
+        >>> why["layer1.0.conv2"].startswith("its channels are coupled across 10 layers")
+        True
+        """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        graph = build_channel_graph(model, example_inputs)
+        layers, self.layers = self.layers, None if isinstance(self.layers, list) else self.layers
+        try:
+            eligible, reasons = self._eligible(model, graph)
+        finally:
+            self.layers = layers
+        if isinstance(layers, list):
+            chosen = set(layers)
+            for group in eligible:
+                names = {graph.slots[i].module_name for i in self._unit_slots(group)}
+                if not names <= chosen:
+                    for n in names:
+                        reasons[n] = "not selected by layers="
+        pruned = {graph.slots[i].module_name for g in eligible for i in self._unit_slots(g)}
+        out: dict[str, str] = {}
+        for name, module in model.named_modules():
+            if isinstance(module, self._layer_types):
+                out[name] = (
+                    ""
+                    if name in pruned and name not in reasons
+                    else reasons.get(name, self._not_a_unit_reason())
+                )
+        return out
 
     def prune(self, model: nn.Module, *, example_inputs: Any = None) -> nn.Module:
         """Remove channels from ``model`` in place and return it.

@@ -360,3 +360,25 @@ def test_structured_after_unstructured_masks_keeps_masks_consistent():
     for conv in convs:  # the forward pre-hook recomputed weight = orig * mask with the new shapes
         assert conv.weight.shape == conv.weight_mask.shape
         assert torch.equal(conv.weight, conv.weight_orig * conv.weight_mask)
+
+
+def test_explain_lists_every_layer_with_its_reason():
+    model, x = _model("cifar_resnet20")
+    reference = copy.deepcopy(model)
+    why = FilterPruner(0.5).explain(model, example_inputs=x[:1])
+    assert set(why) == {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    assert {n for n, r in why.items() if not r} == {
+        f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)
+    }
+    assert "coupling" in why["layer2.1.conv2"]
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values())
+    )
+    together = FilterPruner(0.5, coupling="together", layers=["layer1.0.conv1"]).explain(
+        model, example_inputs=x
+    )
+    assert together["layer1.0.conv1"] == ""
+    assert together["layer1.1.conv1"] == "not selected by layers="
+    bn = ChannelPruner(0.5).explain(model, example_inputs=x)
+    assert set(bn) == {n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert bn["layer1.0.bn1"] == ""
