@@ -328,7 +328,6 @@ class _StructuredPruner(Pruner):
         dropped = sum(int(removed[graph.slot_components(i)].sum()) for i in unit_slots)
         self.pruned_modules = graph.remove(np.nonzero(removed)[0])
         self.achieved_ratio = dropped / total if total else 0.0
-        self.eligible_layers: list[str] = [graph.slots[i].module_name for i in unit_slots]
         return model
 
 
@@ -358,6 +357,14 @@ class FilterPruner(_StructuredPruner):
         only when all its convs are selected.
     min_channels : int, default 1
         Never leave a layer with fewer channels.
+
+    Attributes
+    ----------
+    achieved_ratio : float
+        Set by :meth:`prune`: removed / total output filters over the pruned groups' convs.
+    pruned_modules : list of str
+        Set by :meth:`prune`: every module whose shape changed (convs, BatchNorms, consumers,
+        depthwise convs, zero-pad shortcuts), in graph order.
 
     Notes
     -----
@@ -449,6 +456,13 @@ class ChannelPruner(_StructuredPruner):
     layers : None, list of str, or callable, default None
         ``None``: every eligible BatchNorm; or qualified BatchNorm names / a predicate.
     min_channels : int, default 1
+
+    Attributes
+    ----------
+    achieved_ratio : float
+        Set by :meth:`prune`: removed / total channels over the eligible BatchNorms.
+    pruned_modules : list of str
+        Set by :meth:`prune`: every module whose shape changed, in graph order.
 
     Notes
     -----
