@@ -1,4 +1,4 @@
-"""prunesafe.metrics: calibration metrics, reliability diagrams, temperature scaling, corruption robustness."""
+"""prunesafe.metrics: calibration, reliability diagrams, temperature scaling, corruption robustness."""
 
 from prunesafe.metrics.accumulator import CalibrationAccumulator, CalibrationResult
 from prunesafe.metrics.calibration import (

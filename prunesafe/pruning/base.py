@@ -45,8 +45,8 @@ class Pruner(abc.ABC):
     -----
     Subclasses implement :meth:`prune`, which modifies ``model`` in place and returns it
     (or returns a replacement), and sets :attr:`achieved_ratio` and :attr:`pruned_modules`.
-    The class attribute :attr:`unit` names what ``ratio`` counts.  ``prune_model`` takes care of copying, so a pruner may
-    assume it owns the model.  Extra keyword options a subclass accepts are passed
+    The class attribute :attr:`unit` names what ``ratio`` counts.  ``prune_model`` takes care
+    of copying, so a pruner may assume it owns the model.  Extra keyword options a subclass accepts are passed
     through ``prune_model(..., **options)``.
     """
 
@@ -123,7 +123,8 @@ def get_pruner(name: str) -> type[Pruner]:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(
-            f"unknown pruning method {name!r}; registered methods: {', '.join(registered_pruners()) or 'none'}"
+            f"unknown pruning method {name!r}; "
+            f"registered methods: {', '.join(registered_pruners()) or 'none'}"
         ) from None
 
 
