@@ -11,6 +11,7 @@ True
 
 from prunesafe.pruning.api import PruningRecord, get_record, prune_model
 from prunesafe.pruning.base import Pruner, get_pruner, register_pruner, registered_pruners, unregister_pruner
+from prunesafe.pruning.graph import ChannelGraph, ChannelGroup, build_channel_graph, register_channel_rule
 from prunesafe.pruning.report import LayerReport, PruningReport, count_macs, pruning_report
 from prunesafe.pruning.serialization import describe_architecture, load_pruned, save_pruned
 from prunesafe.pruning.slimming import SlimmingRegularizer, slimming_penalty
@@ -18,6 +19,8 @@ from prunesafe.pruning.structured import ChannelPruner, FilterPruner
 from prunesafe.pruning.unstructured import UnstructuredPruner, finalize, is_pruned, sparsity
 
 __all__ = [
+    "ChannelGraph",
+    "ChannelGroup",
     "ChannelPruner",
     "FilterPruner",
     "LayerReport",
@@ -26,6 +29,7 @@ __all__ = [
     "PruningReport",
     "SlimmingRegularizer",
     "UnstructuredPruner",
+    "build_channel_graph",
     "count_macs",
     "describe_architecture",
     "finalize",
@@ -35,6 +39,7 @@ __all__ = [
     "load_pruned",
     "prune_model",
     "pruning_report",
+    "register_channel_rule",
     "register_pruner",
     "registered_pruners",
     "save_pruned",
