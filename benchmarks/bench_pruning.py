@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.metadata
 import json
 import statistics
 import time
@@ -165,7 +166,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
-        f"torch {torch.__version__}, torch-pruning {getattr(tp, '__version__', '?')}, threads {torch.get_num_threads()}"
+        f"torch {torch.__version__}, torch-pruning {importlib.metadata.version('torch-pruning')}, threads {torch.get_num_threads()}"
     )
     print(f"prunesafe call: {PRUNESAFE_CALL}")
     print("Torch-Pruning: MagnitudePruner(...) + step() on a fresh deepcopy made outside the timer\n")

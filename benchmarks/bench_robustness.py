@@ -10,7 +10,7 @@ Targets (issue 4):
 * memory -- peak RSS < 1.5 GB when a CIFAR10C dataset selecting all 19 released-size files
   (50000 x 32 x 32 x 3 uint8 each, 2.9 GB together, built here as sparse dummy files with random
   rows) is evaluated in full with a small model; measured as the peak RSS (``VmHWM``) of
-  in a fresh subprocess.
+  a fresh subprocess.
 
 Usage::
 
