@@ -10,8 +10,10 @@ netcal and Guo et al.'s code):
   a sample goes to bin ``ceil(c * M) - 1``, computed in the confidence's floating dtype.  A confidence
   of exactly ``0`` (possible only for classwise probabilities) goes to the first bin ``[0, 1/M]``, a
   confidence of exactly ``1`` to the last bin ``((M-1)/M, 1]``.
-* **Equal-mass ("quantile", adaptive) bins**: the ``N`` samples sorted by (confidence, correctness) are
-  split by rank, rank ``r`` (0-based) going to bin ``floor(r * M / N)``; bin sizes differ by at most one.
+* **Equal-mass ("quantile", adaptive) bins**: the ``N`` samples sorted by confidence are split by rank,
+  rank ``r`` (0-based) going to bin ``floor(r * M / N)``, except that samples of equal confidence always
+  share one bin -- the bin of the tie group's first rank.  Without ties bin sizes differ by at most one;
+  ties can make bins larger, and bins left empty are skipped.
 * **Exact accumulation**: per-bin counts are int64 and per-bin sums of confidences are accumulated in
   int64 fixed point with 40 fractional bits (every float32 value ``>= 2**-17`` is represented exactly).
   Integer addition is associative, so results do not depend on sample order, batch splitting or the
@@ -266,6 +268,24 @@ def _quantile_bin_index(n_samples: int, n_bins: int, device: torch.device) -> Te
     )
 
 
+def _quantile_bins_of_sorted(sorted_conf: Tensor, n_bins: int) -> Tensor:
+    """Equal-mass bin of each sorted confidence, keeping ties of equal confidence in one bin.
+
+    Rank ``r`` goes to bin ``floor(r * M / N)``, except that every sample of a group of equal
+    confidences goes to the bin of the group's first rank (so a bin may end up empty).  Linear time on
+    the already sorted confidences: the group start of each rank is a running maximum.
+    """
+    n = sorted_conf.shape[0]
+    bins = _quantile_bin_index(n, n_bins, sorted_conf.device)
+    if n < 2:
+        return bins
+    ranks = torch.arange(n, device=sorted_conf.device, dtype=torch.int64)
+    new_group = torch.ones(n, dtype=torch.bool, device=sorted_conf.device)
+    torch.ne(sorted_conf[1:], sorted_conf[:-1], out=new_group[1:])
+    first = torch.where(new_group, ranks, torch.zeros_like(ranks)).cummax(0).values
+    return bins[first]
+
+
 def _top_label_quantile_stats(
     scores: Tensor, labels: Tensor, n_bins: int, inputs: str
 ) -> tuple[_BinStats, Tensor]:
@@ -273,7 +293,7 @@ def _top_label_quantile_stats(
     conf, correct = _top_label(scores, labels, inputs)
     sconf, scorrect = _sort_by_confidence(conf, correct)
     stats = _BinStats.zeros(n_bins, scores.device)
-    stats.accumulate_(_quantile_bin_index(conf.shape[0], n_bins, conf.device), sconf, scorrect)
+    stats.accumulate_(_quantile_bins_of_sorted(sconf, n_bins), sconf, scorrect)
     return stats, sconf
 
 
@@ -417,7 +437,8 @@ def expected_calibration_error(
     binning : {"uniform", "quantile"}, default "uniform"
         ``"uniform"``: equal-width, right-closed bins ``(m/M, (m+1)/M]`` (first bin ``[0, 1/M]``).
         ``"quantile"``: equal-mass bins -- samples sorted by confidence are split by rank ``r`` into bin
-        ``floor(r M / N)`` (adaptive ECE, Nixon et al. 2019).
+        ``floor(r M / N)`` (adaptive ECE, Nixon et al. 2019); samples of equal confidence always share
+        the bin of their first rank (empty bins are skipped).
     norm : {"l1", "l2", "max"}, default "l1"
         How per-bin gaps are combined (see above).
     inputs : {"logits", "probs"}, default "logits"

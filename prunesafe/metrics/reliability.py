@@ -15,7 +15,7 @@ from prunesafe.metrics.calibration import (
     _BinStats,
     _calibration_error_from_counts,
     _prepare,
-    _quantile_bin_index,
+    _quantile_bins_of_sorted,
     _top_label_quantile_stats,
     _top_label_uniform_stats,
 )
@@ -114,8 +114,7 @@ def _diagram_from_stats(
 
 
 def _quantile_edges(sorted_conf: Tensor, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    n = sorted_conf.shape[0]
-    bins = _quantile_bin_index(n, n_bins, sorted_conf.device)
+    bins = _quantile_bins_of_sorted(sorted_conf, n_bins)
     lower = torch.full((n_bins,), float("nan"), dtype=torch.float64, device=sorted_conf.device)
     upper = lower.clone()
     vals = sorted_conf.to(torch.float64)

@@ -335,3 +335,60 @@ def test_block_sizes_do_not_change_results(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(cal, "_CHUNK_ELEMS", 200)
     monkeypatch.setattr(cal, "_MAX_ADD", 999)
     assert everything() == ref
+
+
+# ------------------------------------------------------------------------------ equal-mass tie rule
+def test_quantile_bins_keep_equal_confidences_together() -> None:
+    # regression: ties in confidence used to be split by correctness into an all-wrong and an all-right bin
+    probs = torch.full((1000, 2), 0.5, dtype=torch.float64)
+    labels = torch.zeros(1000, dtype=torch.int64)
+    labels[::2] = 1  # prediction is class 0 (first max), so exactly half are correct
+    kw = {"n_bins": 2, "inputs": "probs"}
+    assert expected_calibration_error(probs, labels, **kw) == 0.0  # type: ignore[arg-type]
+    assert expected_calibration_error(probs, labels, binning="quantile", **kw) == 0.0  # type: ignore[arg-type]
+    assert maximum_calibration_error(probs, labels, binning="quantile", **kw) == 0.0  # type: ignore[arg-type]
+    d = reliability_diagram(probs, labels, binning="quantile", **kw)  # type: ignore[arg-type]
+    assert d.count.tolist() == [1000, 0]
+    assert d.accuracy[0] == 0.5
+    assert d.bin_lower[0] == d.bin_upper[0] == 0.5
+    assert np.isnan(d.bin_lower[1])
+    # debiased plug-in on one bin with gap 0: 0 - 0.25 / 999, exactly as by hand
+    sq = debiased_l2_calibration_error(probs, labels, binning="quantile", squared=True, **kw)  # type: ignore[arg-type]
+    assert sq == pytest.approx(-0.25 / 999, rel=1e-12)
+
+
+def _quantile_reference(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> float:
+    """Brute force: rank bins floor(r M / N), then every tie group moved to the bin of its first rank."""
+    order = np.argsort(conf, kind="stable")
+    c, k = conf[order], correct[order]
+    n = len(c)
+    bins = (np.arange(n) * n_bins) // n
+    for i in range(1, n):
+        if c[i] == c[i - 1]:
+            bins[i] = bins[i - 1]
+    ece = 0.0
+    for b in np.unique(bins):
+        sel = bins == b
+        ece += sel.sum() / n * abs(k[sel].mean() - c[sel].mean())
+    return float(ece)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 200),
+    levels=st.integers(1, 6),
+    n_bins=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+)
+def test_quantile_ties_match_reference(n: int, levels: int, n_bins: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    top = rng.choice(np.linspace(0.5, 1.0, levels), size=n)  # few distinct confidences: many ties
+    probs = np.stack([top, 1.0 - top], 1)
+    labels = rng.integers(0, 2, n)
+    correct = labels == 0  # argmax is column 0 (first index on the 0.5 tie)
+    got = expected_calibration_error(probs, labels, n_bins=n_bins, inputs="probs", binning="quantile")
+    assert got == pytest.approx(_quantile_reference(top, correct, n_bins), abs=1e-12)
+    d = reliability_diagram(probs, labels, n_bins=n_bins, inputs="probs", binning="quantile")
+    full = d.count > 0
+    # no confidence value appears in two bins: non-empty bins are strictly ordered
+    assert np.all(d.bin_upper[full][:-1] < d.bin_lower[full][1:])
