@@ -161,7 +161,9 @@ def iter_batches(
     release_pages : bool, default False
         For memory-mapped input: after each batch, tell the OS that this process no longer needs
         the mapped pages (``madvise(MADV_DONTNEED)``; Linux).  Keeps resident memory flat when
-        streaming through many large files; the data stays in the page cache.
+        streaming through many large files; the data stays in the page cache.  Only read-only maps
+        (``mmap_mode="r"``) are released; copy-on-write (``"c"``) and writable maps are left alone,
+        since dropping their pages would discard in-memory edits.
 
     Yields
     ------
@@ -236,7 +238,10 @@ class BatchBuffers:
         staging, staging_dev = self._staging, self._staging_dev
         staging_np = staging.numpy()
         y_dev = labels.to(self.device)
-        mm = getattr(images, "_mmap", None) if release_pages else None
+        # only a read-only map ("r") can drop its pages safely: for copy-on-write ("c") or writable
+        # ("r+", "w+") maps MADV_DONTNEED would discard the caller's unsaved in-memory edits
+        read_only = getattr(images, "mode", None) == "r"
+        mm = getattr(images, "_mmap", None) if release_pages and read_only else None
         bs = self.batch_size
         for start in range(0, n, bs):
             stop = min(start + bs, n)

@@ -57,6 +57,23 @@ def test_iter_batches_accepts_tensor_and_memmap(tmp_path, images: np.ndarray) ->
     assert list(iter_batches(images[:0], [], 4)) == []
 
 
+@pytest.mark.parametrize("mode", ["c", "r+"])
+def test_release_pages_keeps_edits_of_copy_on_write_and_writable_maps(
+    tmp_path, images: np.ndarray, mode: str
+) -> None:
+    # regression: madvise(MADV_DONTNEED) on a private ("c") map silently reverted the user's edits
+    np.save(tmp_path / "x.npy", images)
+    mm = np.load(tmp_path / "x.npy", mmap_mode=mode)
+    mm[0] = 1
+    mm[5] = 2
+    edited = np.array(mm)
+    got = torch.cat(
+        [x.clone() for x, _ in iter_batches(mm, np.zeros(7, np.int64), 4, release_pages=True)]
+    )
+    assert torch.equal(got, torch.stack([ToTensor()(im) for im in edited]))
+    assert np.array_equal(np.asarray(mm), edited)  # the edits survive the iteration
+
+
 def test_batches_method(images: np.ndarray) -> None:
     ds = ArrayDataset(images, np.arange(7))
     assert sum(x.shape[0] for x, _ in ds.batches(2)) == 7
