@@ -38,6 +38,7 @@ from prunesafe.data.corruptions import (
     resolve_corruptions,
     resolve_severities,
 )
+from prunesafe.metrics._checks import check_n_bins
 from prunesafe.metrics.calibration import expected_calibration_error, negative_log_likelihood
 
 __all__ = [
@@ -329,8 +330,7 @@ def evaluate_corruptions(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+    n_bins = check_n_bins(n_bins)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     model_dev = _model_device(model)
@@ -427,10 +427,8 @@ class RobustnessAccumulator:
     """
 
     def __init__(self, *, model_name: str = "model", n_bins: int = 15) -> None:
-        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-            raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
         self.model_name = model_name
-        self.n_bins = n_bins
+        self.n_bins = check_n_bins(n_bins)
         self.reset()
 
     def reset(self) -> None:

@@ -356,3 +356,18 @@ def test_accumulator_class_count_must_not_change() -> None:
         acc.update(torch.zeros(2, 4), [0, 1], "fog", 1)
     with pytest.raises(ValueError, match="n_bins"):
         RobustnessAccumulator(n_bins=0)
+
+
+def test_numpy_integer_n_bins_accepted_everywhere(tmp_path: Path) -> None:
+    # regression: evaluate_corruptions / RobustnessAccumulator rejected np.int64 that check_n_bins accepts
+    ds = CIFAR10C(make_cifar_c(tmp_path / "c", ("fog",)), ["fog"], [1])
+    res = evaluate_corruptions(tiny_model(), ds, progress=False, n_bins=np.int64(7))
+    assert res.n_bins == 7
+    assert type(res.n_bins) is int
+    acc = RobustnessAccumulator(n_bins=np.int32(5))
+    assert acc.n_bins == 5
+    assert type(acc.n_bins) is int
+    with pytest.raises(TypeError, match="n_bins"):
+        RobustnessAccumulator(n_bins=2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="n_bins"):
+        evaluate_corruptions(tiny_model(), ds, n_bins=True)
