@@ -12,8 +12,9 @@ Python types and tensors, so :func:`torch.load` reads it with ``weights_only=Tru
 * ``pruning`` -- the :class:`~prunesafe.pruning.PruningRecord`;
 * ``state_dict`` -- the weights, and ``format`` / ``format_version``.
 
-:func:`load_pruned` builds the architecture (importing builders only from ``prunesafe.*``
-and ``torchvision.models*``, or using a skeleton the caller passes as ``model=``), resizes
+:func:`load_pruned` builds the architecture (calling only builders on an explicit allow-list:
+``prunesafe.models``' model classes and builder functions and torchvision's registered model
+builders, never a dotted attribute path; or using a skeleton the caller passes as ``model=``), resizes
 every recorded module to its saved configuration in place, re-attaches unstructured masks,
 and loads the state dict strictly.
 
@@ -40,8 +41,11 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import os
+import typing
 from collections.abc import Callable, Mapping
 from typing import IO, Any, Literal
 
@@ -218,17 +222,75 @@ def _builder_name(builder: str | Callable[..., nn.Module]) -> str:
     return builder
 
 
-def _import_builder(builder: str) -> Callable[..., Any]:
-    builder = _builder_name(builder)
-    module_name, attr = builder.split(":", 1)
+#: Functions of ``prunesafe.models`` that return a module but are NOT builders accepted from a file
+#: (they read other files or take a model).
+_EXCLUDED_PRUNESAFE_BUILDERS = frozenset({"pretrained_cifar_resnet", "load_weights"})
+#: ``builder_kwargs`` refused from a file: they make torchvision download (and unpickle) weights.
+_REFUSED_BUILDER_KWARGS = ("weights", "weights_backbone", "pretrained", "pretrained_backbone")
+
+
+def _builds_module(obj: Any) -> bool:
+    """Whether ``obj`` is an ``nn.Module`` class or a function annotated to return one."""
+    if inspect.isclass(obj):
+        return issubclass(obj, nn.Module)
+    if not inspect.isfunction(obj):
+        return False
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
+        returned = typing.get_type_hints(obj).get("return")
+    except Exception:  # an unresolvable annotation means "not a known builder"
+        return False
+    return inspect.isclass(returned) and issubclass(returned, nn.Module)
+
+
+@functools.cache
+def _allowed_builders() -> dict[str, Callable[..., Any]]:
+    """The explicit allow-list: canonical ``"module:name"`` -> builder.
+
+    ``prunesafe.models.__all__``'s ``nn.Module`` classes and functions that return a module
+    (except those that read a file), and torchvision's registered model builders
+    (:func:`torchvision.models.list_models` / :func:`torchvision.models.get_model_builder`).
+    """
+    import prunesafe.models as zoo
+
+    allowed: dict[str, Callable[..., Any]] = {}
+    for name in zoo.__all__:
+        obj = getattr(zoo, name)
+        if name not in _EXCLUDED_PRUNESAFE_BUILDERS and _builds_module(obj):
+            allowed[f"prunesafe.models:{name}"] = obj
+    try:
+        import torchvision.models as tv_models
+    except ImportError:  # pragma: no cover - torchvision is optional
+        return allowed
+    for name in tv_models.list_models():
+        allowed[f"torchvision.models:{name}"] = tv_models.get_model_builder(name)
+    return allowed
+
+
+def _import_builder(builder: str) -> Callable[..., Any]:
+    """Resolve a recorded builder name, accepting only the builders of :func:`_allowed_builders`.
+
+    A name that is not in the allow-list verbatim (e.g. ``"prunesafe.models.cifar_resnet:cifar_resnet"``,
+    as written for a callable) is resolved with ONE ``getattr`` on its module (no dotted
+    attribute paths) and accepted only if it is the very same object as an allowed builder.
+    """
+    builder = _builder_name(builder)
+    allowed = _allowed_builders()
+    if builder in allowed:
+        return allowed[builder]
+    module_name, attr = builder.split(":", 1)
+    refusal = (
+        f"builder {builder!r} is not one of prunesafe's model builders (prunesafe.models' model "
+        "classes and builder functions, torchvision.models.list_models()); it is not on the allow-list. "
+        "Build the unpruned model yourself and pass it as load_pruned(path, model=skeleton)"
+    )
+    if not attr.isidentifier():
+        raise ValueError(refusal)
+    try:
+        target: Any = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise ValueError(f"cannot import the builder {builder!r} recorded in the file: {err}") from err
-    if not callable(target):
-        raise ValueError(f"builder {builder!r} is not callable")
+    if not any(target is obj for obj in allowed.values()):
+        raise ValueError(refusal)
     return target  # type: ignore[no-any-return]
 
 
@@ -322,7 +384,9 @@ def save_pruned(
         raise ValueError("builder_kwargs was given without builder; pass builder='package.module:function'")
     kwargs: dict[str, Any]
     if builder is not None:
-        name: str | None = _builder_name(builder)
+        builder_name = _builder_name(builder)
+        _import_builder(builder_name)  # fail now, not at load time, for a builder outside the allow-list
+        name: str | None = builder_name
         kwargs = dict(builder_kwargs or {})
     else:
         detected = _detect_builder(model)
@@ -471,7 +535,19 @@ def load_pruned(
                 "the file records no builder; pass model=<a freshly built, unpruned instance of the "
                 "architecture> to load_pruned"
             )
-        built = _import_builder(data["builder"])(**data["builder_kwargs"])
+        builder_fn = _import_builder(data["builder"])
+        builder_kwargs = data.get("builder_kwargs") or {}
+        if not isinstance(builder_kwargs, dict) or not all(isinstance(k, str) for k in builder_kwargs):
+            raise ValueError(
+                f"invalid builder_kwargs {builder_kwargs!r} in the file: expected a dict with str keys"
+            )
+        refused = [k for k in _REFUSED_BUILDER_KWARGS if builder_kwargs.get(k) not in (None, False)]
+        if refused:
+            raise ValueError(
+                f"the file's builder_kwargs set {refused}, which would download pretrained weights at load "
+                "time; load_pruned refuses that. Pass load_pruned(path, model=skeleton) instead"
+            )
+        built = builder_fn(**builder_kwargs)
         if not isinstance(built, nn.Module):
             raise ValueError(f"builder {data['builder']!r} returned {type(built).__name__}, not an nn.Module")
         model = built

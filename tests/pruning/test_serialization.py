@@ -182,6 +182,59 @@ def test_builders_outside_the_allow_list_are_refused(tmp_path: Path) -> None:
     assert load_pruned(path, model=cifar_resnet(20)).conv1.out_channels == 16
 
 
+def _tampered(tmp_path: Path, builder: str, builder_kwargs: dict[str, Any]) -> Path:
+    path = tmp_path / "tampered.pt"
+    save_pruned(cifar_resnet(20), path)
+    data = torch.load(path, weights_only=True)
+    data["builder"], data["builder_kwargs"] = builder, builder_kwargs
+    torch.save(data, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("builder", "kwargs_of"),
+    [
+        # dotted attribute paths out of an allowed module (the reported exploit)
+        ("prunesafe.pruning.serialization:os.system", lambda f: {"command": f"touch {f}"}),
+        ("prunesafe.models.pretrained:os.system", lambda f: {"command": f"touch {f}"}),
+        ("torchvision.models.resnet:torch.save", lambda f: {"obj": 1, "f": str(f)}),
+        ("prunesafe.pruning.serialization:importlib.import_module", lambda f: {"name": "os"}),
+        # module-level names of allowed modules that are not model builders
+        ("prunesafe.pruning.serialization:torch", lambda f: {}),
+        ("prunesafe.pruning.serialization:importlib", lambda f: {}),
+        ("torchvision.models.resnet:torch", lambda f: {}),
+        ("prunesafe.pruning.serialization:save_pruned", lambda f: {"model": None, "path": str(f)}),
+        ("prunesafe.models:fit", lambda f: {}),
+        ("prunesafe.models:pretrained_cifar_resnet", lambda f: {"name": "resnet20", "path": str(f)}),
+        ("prunesafe.models:load_weights", lambda f: {}),
+        ("torchvision.models:get_model", lambda f: {"name": "resnet18"}),
+        ("torchvision.models._utils:handle_legacy_interface", lambda f: {}),
+    ],
+)
+def test_crafted_builders_execute_nothing(
+    builder: str, kwargs_of: Callable[[Path], dict[str, Any]], tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    path = _tampered(tmp_path, builder, kwargs_of(marker))
+    with pytest.raises(ValueError, match=r"allow-list|cannot import"):
+        load_pruned(path)
+    assert not marker.exists()
+    with pytest.raises(ValueError, match=r"allow-list|cannot import"):
+        save_pruned(cifar_resnet(20), tmp_path / "c.pt", builder=builder)
+
+
+def test_allow_listed_builders_load_and_weights_downloads_are_refused(tmp_path: Path) -> None:
+    # every allow-list spelling of a real builder loads: canonical, defining module, callable
+    for builder in ("prunesafe.models:cifar_resnet", "prunesafe.models.cifar_resnet:cifar_resnet"):
+        loaded = load_pruned(_tampered(tmp_path, builder, {"depth": 20}))
+        assert loaded.conv1.out_channels == 16
+    loaded = load_pruned(_tampered(tmp_path, "prunesafe.models:CifarResNet", {"num_blocks": [3, 3, 3]}))
+    assert loaded.conv1.out_channels == 16
+    path = _tampered(tmp_path, "torchvision.models:resnet18", {"weights": "DEFAULT"})
+    with pytest.raises(ValueError, match=r"download pretrained weights"):
+        load_pruned(path)
+
+
 def test_version_and_format_checks(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
     save_pruned(cifar_resnet(20), path)
