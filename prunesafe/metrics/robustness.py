@@ -529,6 +529,11 @@ def _grid(
         if r["corruption"] == CLEAN:
             if clean is not None:
                 raise ValueError(f"{name} has more than one clean row")
+            if math.isnan(value):
+                raise ValueError(
+                    f"{name} has no {metric} for the clean row ({CLEAN!r}, {r['severity']}); fill it in "
+                    "or drop the row"
+                )
             clean = value
             continue
         cell = grid.setdefault(r["corruption"], {})

@@ -271,6 +271,20 @@ def test_summary_errors() -> None:
         mean_performance_under_corruption(bad)
 
 
+def test_clean_row_without_accuracy_is_an_error(tmp_path: Path) -> None:
+    # regression: an empty clean accuracy in a CSV made rPC return nan silently
+    path = RobustnessResult(rows(GRID)).to_csv(tmp_path / "t.csv")  # type: ignore[arg-type]
+    text = path.read_text().replace("m,clean,0,10,0.9,", "m,clean,0,10,,")
+    path.write_text(text)
+    table = RobustnessResult.from_csv(path)
+    with pytest.raises(ValueError, match=r"no accuracy for the clean row \('clean', 0\)"):
+        relative_performance_under_corruption(table)
+    with pytest.raises(ValueError, match=r"no accuracy for the clean row"):
+        mean_corruption_error(table, rows(REF), relative=True)
+    with pytest.raises(ValueError, match=r"no accuracy for the clean row"):
+        mean_corruption_error(rows(GRID), table, relative=True)
+
+
 def test_pooled_vs_mean_ece() -> None:
     g = torch.Generator().manual_seed(0)
     logits = {
