@@ -518,10 +518,55 @@ def _select(records: list[RobustnessRecord], model: str | None, name: str) -> li
     return picked
 
 
+def _wanted_corruptions(
+    corruptions: str | Sequence[str] | None, available: Iterable[str], name: str
+) -> set[str] | None:
+    """The corruption names a summary averages over (``None``: all of the table's).
+
+    Names and shortcuts are expanded with :func:`prunesafe.data.resolve_corruptions`; a name that is
+    not a CIFAR-C corruption is accepted when the table has it (custom corruptions).  A requested
+    corruption that the table lacks raises.
+    """
+    if corruptions is None:
+        return None
+    have = set(available)
+    items = [corruptions] if isinstance(corruptions, str) else corruptions
+    if not isinstance(items, Sequence) or isinstance(items, (bytes, bytearray)):
+        raise TypeError(
+            f"corruptions must be a str, a sequence of str or None, got {type(corruptions).__name__}"
+        )
+    wanted: list[str] = []
+    for item in items:
+        if isinstance(item, str) and item in have:
+            expanded: tuple[str, ...] = (item,)
+        else:
+            expanded = resolve_corruptions(item)
+        wanted.extend(c for c in expanded if c not in wanted)
+    missing = [c for c in wanted if c not in have]
+    if missing:
+        raise ValueError(
+            f"{name} lacks corruption(s) {missing} requested by corruptions={corruptions!r} "
+            f"({name} has {sorted(have)}); evaluate them too or request fewer"
+        )
+    return set(wanted)
+
+
 def _grid(
-    records: list[RobustnessRecord], metric: str, name: str, *, complete: bool = True
+    records: list[RobustnessRecord],
+    metric: str,
+    name: str,
+    *,
+    complete: bool = True,
+    corruptions: str | Sequence[str] | None = None,
 ) -> tuple[dict[str, dict[int, float]], float | None]:
-    """``{corruption: {severity: value}}`` (complete grid enforced) and the clean value or None."""
+    """``{corruption: {severity: value}}`` (complete grid enforced) and the clean value or None.
+
+    With ``corruptions`` only those corruptions' rows are used (and they must all be present).
+    """
+    present = {r["corruption"] for r in records if r["corruption"] != CLEAN}
+    wanted = _wanted_corruptions(corruptions, present, name)
+    if wanted is not None:
+        records = [r for r in records if r["corruption"] == CLEAN or r["corruption"] in wanted]
     grid: dict[str, dict[int, float]] = {}
     clean: float | None = None
     for r in records:
@@ -556,14 +601,26 @@ def _grid(
 
 @overload
 def mean_performance_under_corruption(
-    table: Table, *, per_severity: Literal[False] = ..., model: str | None = ...
+    table: Table,
+    *,
+    per_severity: Literal[False] = ...,
+    model: str | None = ...,
+    corruptions: str | Sequence[str] | None = ...,
 ) -> float: ...
 @overload
 def mean_performance_under_corruption(
-    table: Table, *, per_severity: Literal[True], model: str | None = ...
+    table: Table,
+    *,
+    per_severity: Literal[True],
+    model: str | None = ...,
+    corruptions: str | Sequence[str] | None = ...,
 ) -> dict[int, float]: ...
 def mean_performance_under_corruption(
-    table: Table, *, per_severity: bool = False, model: str | None = None
+    table: Table,
+    *,
+    per_severity: bool = False,
+    model: str | None = None,
+    corruptions: str | Sequence[str] | None = None,
 ) -> float | dict[int, float]:
     r"""Mean accuracy over corruptions and severities, mPC (Michaelis et al., 2019).
 
@@ -578,6 +635,12 @@ def mean_performance_under_corruption(
         Return ``{severity: mean accuracy over corruptions}`` instead.
     model : str, optional
         Which model's rows to use when the table holds several.
+    corruptions : str or sequence of str, optional
+        Which corruptions to average over: names or shortcuts (``"benchmark"``, ``"noise"``, ...,
+        see :func:`prunesafe.data.resolve_corruptions`).  Default ``None``: every corruption in the
+        table -- which for a CIFAR-C evaluation of all 19 corruptions is *not* the benchmark set.
+        Pass ``corruptions="benchmark"`` (the 15 of Hendrycks & Dietterich) for numbers comparable
+        with the literature.  A requested corruption missing from the table raises ValueError.
 
     Examples
     --------
@@ -587,18 +650,35 @@ def mean_performance_under_corruption(
     0.75
     >>> {s: round(v, 6) for s, v in mean_performance_under_corruption(rows, per_severity=True).items()}
     {1: 0.85, 2: 0.65}
+    >>> round(mean_performance_under_corruption(rows, corruptions="fog"), 6)
+    0.8
     """
-    grid, _ = _grid(_select(_records(table), model, "table"), "accuracy", "table")
+    grid, _ = _grid(_select(_records(table), model, "table"), "accuracy", "table", corruptions=corruptions)
     if per_severity:
         severities = sorted(next(iter(grid.values())))
         return {s: float(np.mean([grid[c][s] for c in grid])) for s in severities}
     return float(np.mean([v for cells in grid.values() for v in cells.values()]))
 
 
-def relative_performance_under_corruption(table: Table, *, model: str | None = None) -> float:
+def relative_performance_under_corruption(
+    table: Table, *, model: str | None = None, corruptions: str | Sequence[str] | None = None
+) -> float:
     r"""rPC = mPC / clean accuracy (Michaelis et al., 2019).
 
     Needs the clean row (``evaluate_corruptions(..., clean=...)``).
+
+    Parameters
+    ----------
+    table : RobustnessResult, list of records or pandas.DataFrame
+        As in :func:`mean_performance_under_corruption`.
+    model : str, optional
+        Which model's rows to use when the table holds several.
+    corruptions : str or sequence of str, optional
+        Which corruptions to average over: names or shortcuts (``"benchmark"``, ``"noise"``, ...,
+        see :func:`prunesafe.data.resolve_corruptions`).  Default ``None``: every corruption in the
+        table -- which for a CIFAR-C evaluation of all 19 corruptions is *not* the benchmark set.
+        Pass ``corruptions="benchmark"`` (the 15 of Hendrycks & Dietterich) for numbers comparable
+        with the literature.  A requested corruption missing from the table raises ValueError.
 
     Examples
     --------
@@ -607,7 +687,8 @@ def relative_performance_under_corruption(table: Table, *, model: str | None = N
     >>> round(relative_performance_under_corruption(rows), 6)
     0.5
     """
-    grid, clean = _grid(_select(_records(table), model, "table"), "accuracy", "table")
+    records = _select(_records(table), model, "table")
+    grid, clean = _grid(records, "accuracy", "table", corruptions=corruptions)
     if clean is None:
         raise ValueError("table has no clean row; evaluate with clean=(images, labels) to get rPC")
     if clean == 0:
@@ -625,6 +706,7 @@ def mean_corruption_error(
     per_corruption: Literal[False] = ...,
     model: str | None = ...,
     reference_model: str | None = ...,
+    corruptions: str | Sequence[str] | None = ...,
 ) -> float: ...
 @overload
 def mean_corruption_error(
@@ -635,6 +717,7 @@ def mean_corruption_error(
     per_corruption: Literal[True],
     model: str | None = ...,
     reference_model: str | None = ...,
+    corruptions: str | Sequence[str] | None = ...,
 ) -> dict[str, float]: ...
 def mean_corruption_error(
     table: Table,
@@ -644,6 +727,7 @@ def mean_corruption_error(
     per_corruption: bool = False,
     model: str | None = None,
     reference_model: str | None = None,
+    corruptions: str | Sequence[str] | None = None,
 ) -> float | dict[str, float]:
     r"""mCE or relative mCE against a reference model (Hendrycks & Dietterich, 2019).
 
@@ -654,9 +738,9 @@ def mean_corruption_error(
         \mathrm{rCE}_c = \frac{\sum_s (E_{s,c} - E_{\mathrm{clean}})}
                               {\sum_s (E^{\mathrm{ref}}_{s,c} - E^{\mathrm{ref}}_{\mathrm{clean}})}
 
-    and mCE is the mean of :math:`\mathrm{CE}_c` over the table's corruptions (ratios; multiply by
-    100 for the paper's percentages).  The paper normalises ImageNet-C by AlexNet; for CIFAR the
-    user picks the reference, e.g. the unpruned model's table.
+    and mCE is the mean of :math:`\mathrm{CE}_c` over the table's corruptions, or over ``corruptions``
+    when given (ratios; multiply by 100 for the paper's percentages).  The paper normalises
+    ImageNet-C by AlexNet; for CIFAR the user picks the reference, e.g. the unpruned model's table.
 
     Parameters
     ----------
@@ -669,6 +753,13 @@ def mean_corruption_error(
         Return ``{corruption: CE_c}`` instead of the mean.
     model, reference_model : str, optional
         Which model's rows to use when a table holds several.
+    corruptions : str or sequence of str, optional
+        Which of the table's corruptions to average over: names or shortcuts (``"benchmark"``,
+        ``"noise"``, ..., see :func:`prunesafe.data.resolve_corruptions`).  Default ``None``: every
+        corruption in ``table`` -- which for a CIFAR-C evaluation of all 19 corruptions is *not* the
+        benchmark set.  Pass ``corruptions="benchmark"`` (the 15 of Hendrycks & Dietterich) for
+        numbers comparable with the literature.  A requested corruption missing from the table
+        raises ValueError.
 
     Examples
     --------
@@ -682,7 +773,8 @@ def mean_corruption_error(
     >>> round(mean_corruption_error(pruned, dense, relative=True), 6)  # (0.2 + 0.4) / (0.1 + 0.3)
     1.5
     """
-    grid, clean = _grid(_select(_records(table), model, "table"), "accuracy", "table")
+    records = _select(_records(table), model, "table")
+    grid, clean = _grid(records, "accuracy", "table", corruptions=corruptions)
     ref_records = _select(_records(reference, "reference"), reference_model, "reference")
     ref, ref_clean = _grid(ref_records, "accuracy", "reference", complete=False)
     missing = [c for c in grid if c not in ref]
@@ -721,13 +813,28 @@ def mean_corruption_error(
     return float(np.mean(list(ce.values())))
 
 
-def mean_ece_by_severity(table: Table, *, model: str | None = None) -> dict[int, float]:
+def mean_ece_by_severity(
+    table: Table, *, model: str | None = None, corruptions: str | Sequence[str] | None = None
+) -> dict[int, float]:
     r"""Per severity, the mean over corruptions of the per-cell ECE ("averaged" ECE).
 
     .. math:: \overline{\mathrm{ECE}}_s = \frac{1}{N_c} \sum_c \mathrm{ECE}(\text{cell } c, s)
 
     Differs from :func:`pooled_ece_by_severity`: averaging per-cell ECEs keeps each corruption's own
     miscalibration (errors in opposite directions do not cancel) and weights corruptions equally.
+
+    Parameters
+    ----------
+    table : RobustnessResult, list of records or pandas.DataFrame
+        As in :func:`mean_performance_under_corruption`.
+    model : str, optional
+        Which model's rows to use when the table holds several.
+    corruptions : str or sequence of str, optional
+        Which corruptions to average over: names or shortcuts (``"benchmark"``, ``"noise"``, ...,
+        see :func:`prunesafe.data.resolve_corruptions`).  Default ``None``: every corruption in the
+        table -- which for a CIFAR-C evaluation of all 19 corruptions is *not* the benchmark set.
+        Pass ``corruptions="benchmark"`` (the 15 of Hendrycks & Dietterich) for numbers comparable
+        with the literature.  A requested corruption missing from the table raises ValueError.
 
     Examples
     --------
@@ -736,7 +843,7 @@ def mean_ece_by_severity(table: Table, *, model: str | None = None) -> dict[int,
     >>> {s: round(v, 6) for s, v in mean_ece_by_severity(rows).items()}
     {1: 0.2}
     """
-    grid, _ = _grid(_select(_records(table), model, "table"), "ece", "table")
+    grid, _ = _grid(_select(_records(table), model, "table"), "ece", "table", corruptions=corruptions)
     severities = sorted(next(iter(grid.values())))
     return {s: float(np.mean([grid[c][s] for c in grid])) for s in severities}
 
@@ -747,6 +854,8 @@ def pooled_ece_by_severity(
     n_bins: int | None = None,
     binning: Binning = "uniform",
     norm: Norm = "l1",
+    model: str | None = None,
+    corruptions: str | Sequence[str] | None = None,
 ) -> dict[int, float]:
     r"""Per severity, the ECE of all corruptions' predictions pooled together ("pooled" ECE).
 
@@ -755,6 +864,24 @@ def pooled_ece_by_severity(
     Needs the logits, i.e. a :class:`RobustnessResult` from ``evaluate_corruptions(...,
     keep_logits=True)`` (a CSV/JSON table is not enough).  The ECE itself is
     :func:`prunesafe.metrics.calibration.expected_calibration_error`.
+
+    Parameters
+    ----------
+    result : RobustnessResult
+        With logits (one model's evaluation).
+    n_bins : int, optional
+        Bins of the pooled ECE (default: ``result.n_bins``).
+    binning, norm
+        As in :func:`~prunesafe.metrics.expected_calibration_error`.
+    model : str, optional
+        The model the result must belong to: a result's logits are not labelled by model, so this
+        checks that every record of ``result`` has ``model == model`` and raises otherwise.
+    corruptions : str or sequence of str, optional
+        Which corruptions to average over: names or shortcuts (``"benchmark"``, ``"noise"``, ...,
+        see :func:`prunesafe.data.resolve_corruptions`).  Default ``None``: every corruption in the
+        table -- which for a CIFAR-C evaluation of all 19 corruptions is *not* the benchmark set.
+        Pass ``corruptions="benchmark"`` (the 15 of Hendrycks & Dietterich) for numbers comparable
+        with the literature.  A requested corruption missing from the table raises ValueError.
 
     Examples
     --------
@@ -771,21 +898,31 @@ def pooled_ece_by_severity(
             f"keep_logits=True)), got {type(result).__name__}; a records table has only per-cell ECEs -- "
             "use mean_ece_by_severity for those"
         )
+    if model is not None:
+        models = sorted({r["model"] for r in result.records})
+        if models != [model]:
+            raise ValueError(
+                f"result holds rows of model(s) {models}, not only {model!r}; its logits belong to one "
+                "evaluation -- pass the RobustnessResult of that model"
+            )
     keys = [k for k in result.logits if k[0] != CLEAN]
     if not keys:
         raise ValueError(
             "result holds no corruption logits; evaluate with keep_logits=True (a table read from CSV/JSON "
             "has none)"
         )
-    corruptions = sorted({c for c, _ in keys})
+    wanted = _wanted_corruptions(corruptions, {c for c, _ in keys}, "result")
+    if wanted is not None:
+        keys = [k for k in keys if k[0] in wanted]
+    names = sorted({c for c, _ in keys})
     severities = sorted({s for _, s in keys})
-    holes = [(c, s) for c in corruptions for s in severities if (c, s) not in result.logits]
+    holes = [(c, s) for c in names for s in severities if (c, s) not in result.logits]
     if holes:
         raise ValueError(f"logits missing for cells {holes[:5]}; pooled ECE needs a complete grid")
     bins = result.n_bins if n_bins is None else n_bins
     out: dict[int, float] = {}
     for s in severities:
-        logits = torch.cat([result.logits[(c, s)] for c in corruptions])
-        labels = torch.cat([result.labels[(c, s)] for c in corruptions])
+        logits = torch.cat([result.logits[(c, s)] for c in names])
+        labels = torch.cat([result.labels[(c, s)] for c in names])
         out[s] = expected_calibration_error(logits, labels, n_bins=bins, binning=binning, norm=norm)
     return out

@@ -11,7 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from prunesafe.data import CIFAR10C, ArrayDataset, load_cifar10_arrays
+from prunesafe.data import (
+    ALL_CORRUPTIONS,
+    BENCHMARK_CORRUPTIONS,
+    CIFAR10C,
+    ArrayDataset,
+    load_cifar10_arrays,
+)
 from prunesafe.metrics.calibration import expected_calibration_error, negative_log_likelihood
 from prunesafe.metrics.robustness import (
     CLEAN,
@@ -283,6 +289,68 @@ def test_clean_row_without_accuracy_is_an_error(tmp_path: Path) -> None:
         mean_corruption_error(table, rows(REF), relative=True)
     with pytest.raises(ValueError, match=r"no accuracy for the clean row"):
         mean_corruption_error(rows(GRID), table, relative=True)
+
+
+def test_summaries_restricted_to_requested_corruptions() -> None:
+    # regression: summaries averaged over whatever the table held (19 corruptions for CIFAR10C's default)
+    acc = {(c, s): (0.6 if c in BENCHMARK_CORRUPTIONS else 0.1) for c in ALL_CORRUPTIONS for s in (1, 2)}
+    full = rows({("clean", 0): 0.8, **acc}, ece=0.0)
+    for r in full:
+        r["ece"] = 0.1 if r["corruption"] in BENCHMARK_CORRUPTIONS else 0.5
+    assert mean_performance_under_corruption(full) == pytest.approx((15 * 0.6 + 4 * 0.1) / 19)
+    assert mean_performance_under_corruption(full, corruptions="benchmark") == pytest.approx(0.6)
+    assert mean_performance_under_corruption(full, per_severity=True, corruptions="benchmark") == (
+        pytest.approx({1: 0.6, 2: 0.6})
+    )
+    assert relative_performance_under_corruption(full, corruptions="benchmark") == pytest.approx(0.6 / 0.8)
+    assert relative_performance_under_corruption(full) == pytest.approx((15 * 0.6 + 4 * 0.1) / 19 / 0.8)
+    assert mean_ece_by_severity(full)[1] == pytest.approx((15 * 0.1 + 4 * 0.5) / 19)
+    assert mean_ece_by_severity(full, corruptions="benchmark") == pytest.approx({1: 0.1, 2: 0.1})
+    ref = rows({("clean", 0): 0.9, **{k: 0.8 for k in acc}})
+    assert mean_corruption_error(full, ref, corruptions="benchmark") == pytest.approx(0.4 / 0.2)
+    assert mean_corruption_error(full, ref) == pytest.approx((15 * 2.0 + 4 * 0.9 / 0.2) / 19)
+    # names, groups and custom (non CIFAR-C) names present in the table
+    extra = {("speckle_noise", 1): 0.1, ("speckle_noise", 2): 0.0, ("my_blur", 1): 0.0, ("my_blur", 2): 0.0}
+    table = rows({**GRID, **extra})
+    for sel in (["fog", "snow"], ("fog", "snow", "fog")):
+        assert mean_performance_under_corruption(table, corruptions=sel) == pytest.approx(0.65)
+        assert mean_corruption_error(table, rows({**REF, **extra}), corruptions=sel) == pytest.approx(
+            mean_corruption_error(rows(GRID), rows(REF))
+        )
+    assert mean_performance_under_corruption(table, corruptions="fog") == pytest.approx(0.7)
+    assert mean_performance_under_corruption(table, corruptions=["my_blur"]) == 0.0
+    with pytest.raises(ValueError, match=r"table lacks corruption\(s\) \['frost'\] requested"):
+        mean_performance_under_corruption(table, corruptions=["fog", "frost"])
+    with pytest.raises(ValueError, match=r"lacks corruption\(s\) \['gaussian_noise'"):
+        mean_corruption_error(table, rows({**REF, **extra}), corruptions="benchmark")
+    with pytest.raises(ValueError, match="unknown corruption 'fgo'"):
+        mean_ece_by_severity(table, corruptions="fgo")
+    with pytest.raises(TypeError, match="corruptions must be"):
+        relative_performance_under_corruption(table, corruptions=3)  # type: ignore[arg-type]
+
+
+def test_pooled_ece_corruptions_and_model() -> None:
+    g = torch.Generator().manual_seed(1)
+    keys = [("fog", 1), ("snow", 1), ("speckle_noise", 1)]
+    logits = {k: torch.randn(30, 10, generator=g) * (1 + i) for i, k in enumerate(keys)}
+    labels = {k: torch.randint(0, 10, (30,), generator=g) for k in logits}
+    res = RobustnessResult(rows(dict.fromkeys(logits, 0.5), model="dense"), logits, labels, n_bins=10)  # type: ignore[arg-type]
+    both = torch.cat([logits[("fog", 1)], logits[("snow", 1)]])
+    both_y = torch.cat([labels[("fog", 1)], labels[("snow", 1)]])
+    expected = expected_calibration_error(both, both_y, n_bins=10)
+    assert pooled_ece_by_severity(res, corruptions=["fog", "snow"]) == {1: expected}
+    assert pooled_ece_by_severity(res, corruptions=["snow", "fog"], model="dense") == {1: expected}
+    every = torch.cat(list(logits.values()))
+    every_y = torch.cat(list(labels.values()))
+    pooled_all = expected_calibration_error(every, every_y, n_bins=10)
+    assert pooled_ece_by_severity(res)[1] == pytest.approx(pooled_all)
+    assert pooled_ece_by_severity(res)[1] != pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"model\(s\) \['dense'\], not only 'pruned'"):
+        pooled_ece_by_severity(res, model="pruned")
+    with pytest.raises(ValueError, match=r"result lacks corruption\(s\) \['frost'\]"):
+        pooled_ece_by_severity(res, corruptions="frost")
+    with pytest.raises(ValueError, match=r"lacks corruption\(s\) \['gaussian_noise'"):
+        pooled_ece_by_severity(res, corruptions="benchmark")
 
 
 def test_pooled_vs_mean_ece() -> None:
