@@ -697,37 +697,95 @@ def relative_performance_under_corruption(
     return mpc / clean
 
 
+#: A reference model's errors keyed by corruption name: ``{corruption: {severity: error}}`` or
+#: ``{corruption: mean error over severities}``, optionally with a ``"clean"`` float entry.
+ReferenceErrors = Mapping[str, Mapping[int, float] | float]
+
+
+def _is_error_mapping(reference: Any) -> bool:
+    is_frame = hasattr(reference, "to_dict") and hasattr(reference, "columns")
+    return isinstance(reference, Mapping) and not is_frame
+
+
+def _error_value(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"reference error {where} must be a number in [0, 1], got {value!r}")
+    v = float(value)
+    if not 0.0 <= v <= 1.0:  # also rejects nan
+        raise ValueError(
+            f"reference error {where} must lie in [0, 1] (an error rate 1 - accuracy), got {v}"
+        )
+    return v
+
+
+def _reference_errors(
+    reference: Mapping[Any, Any], clean_error: float | None
+) -> tuple[dict[str, dict[int, float] | float], float | None]:
+    """Validate a mapping reference: per-corruption errors (per severity or a mean) and the clean error."""
+    errors: dict[str, dict[int, float] | float] = {}
+    clean: float | None = None
+    for c, value in reference.items():
+        if not isinstance(c, str):
+            raise TypeError(f"reference keys must be corruption names (str), got {c!r}")
+        if c == CLEAN:
+            if isinstance(value, Mapping):
+                raise TypeError(f'reference["{CLEAN}"] must be the clean error (a float), got a mapping')
+            clean = _error_value(value, f'["{CLEAN}"]')
+        elif isinstance(value, Mapping):
+            per_sev: dict[int, float] = {}
+            for sev, err in value.items():
+                if isinstance(sev, bool) or not isinstance(sev, (int, np.integer)):
+                    raise TypeError(f"reference[{c!r}] keys must be int severities, got {sev!r}")
+                per_sev[int(sev)] = _error_value(err, f"[{c!r}][{sev}]")
+            if not per_sev:
+                raise ValueError(f"reference[{c!r}] holds no severities")
+            errors[c] = per_sev
+        else:
+            errors[c] = _error_value(value, f"[{c!r}]")
+    if clean_error is not None:
+        if clean is not None:
+            raise ValueError(
+                f'the clean reference error is given twice (reference["{CLEAN}"] and '
+                "reference_clean_error); give it once"
+            )
+        clean = _error_value(clean_error, "reference_clean_error")
+    return errors, clean
+
+
 @overload
 def mean_corruption_error(
     table: Table,
-    reference: Table,
+    reference: Table | ReferenceErrors,
     *,
     relative: bool = ...,
     per_corruption: Literal[False] = ...,
     model: str | None = ...,
     reference_model: str | None = ...,
     corruptions: str | Sequence[str] | None = ...,
+    reference_clean_error: float | None = ...,
 ) -> float: ...
 @overload
 def mean_corruption_error(
     table: Table,
-    reference: Table,
+    reference: Table | ReferenceErrors,
     *,
     relative: bool = ...,
     per_corruption: Literal[True],
     model: str | None = ...,
     reference_model: str | None = ...,
     corruptions: str | Sequence[str] | None = ...,
+    reference_clean_error: float | None = ...,
 ) -> dict[str, float]: ...
 def mean_corruption_error(
     table: Table,
-    reference: Table,
+    reference: Table | ReferenceErrors,
     *,
     relative: bool = False,
     per_corruption: bool = False,
     model: str | None = None,
     reference_model: str | None = None,
     corruptions: str | Sequence[str] | None = None,
+    reference_clean_error: float | None = None,
 ) -> float | dict[str, float]:
     r"""mCE or relative mCE against a reference model (Hendrycks & Dietterich, 2019).
 
@@ -744,15 +802,33 @@ def mean_corruption_error(
 
     Parameters
     ----------
-    table, reference : RobustnessResult, list of records or pandas.DataFrame
-        Evaluated model and reference.  The reference must contain every (corruption, severity)
-        cell of ``table``; ``relative=True`` needs clean rows in both.
+    table : RobustnessResult, list of records or pandas.DataFrame
+        The evaluated model.
+    reference : RobustnessResult, list of records, pandas.DataFrame or mapping
+        The reference model: its evaluation table (with every (corruption, severity) cell of
+        ``table``; ``relative=True`` needs clean rows in both), or its **errors** (``1 - accuracy``,
+        not accuracies) keyed by corruption name, e.g. published numbers:
+
+        * ``{"fog": {1: 0.21, 2: 0.25, ...}}`` -- error per severity (must cover the table's
+          severities); CE uses the formulas above;
+        * ``{"fog": 0.25}`` -- the reference's *mean* error over the table's severities, so
+          :math:`\mathrm{CE}_c = \mathrm{mean}_s E_{s,c} / E^{\mathrm{ref}}_c` and
+          :math:`\mathrm{rCE}_c = \mathrm{mean}_s (E_{s,c} - E_{\mathrm{clean}}) /
+          (E^{\mathrm{ref}}_c - E^{\mathrm{ref}}_{\mathrm{clean}})` (the same values when the
+          per-severity errors average to it).
+
+        The reference's clean error for ``relative=True`` is the mapping's ``"clean"`` entry (a
+        float) or ``reference_clean_error``.
     relative : bool, default False
         Relative mCE instead of mCE.
     per_corruption : bool, default False
         Return ``{corruption: CE_c}`` instead of the mean.
     model, reference_model : str, optional
-        Which model's rows to use when a table holds several.
+        Which model's rows to use when a table holds several (``reference_model`` only for a
+        table reference).
+    reference_clean_error : float, optional
+        Clean error of a mapping reference (instead of its ``"clean"`` entry); only with a
+        mapping reference.
     corruptions : str or sequence of str, optional
         Which of the table's corruptions to average over: names or shortcuts (``"benchmark"``,
         ``"noise"``, ..., see :func:`prunesafe.data.resolve_corruptions`).  Default ``None``: every
@@ -772,37 +848,71 @@ def mean_corruption_error(
     1.333333
     >>> round(mean_corruption_error(pruned, dense, relative=True), 6)  # (0.2 + 0.4) / (0.1 + 0.3)
     1.5
+    >>> round(mean_corruption_error(pruned, {"fog": {1: 0.2, 2: 0.4}}), 6)  # reference errors
+    1.333333
+    >>> round(mean_corruption_error(pruned, {"fog": 0.3, "clean": 0.1}, relative=True), 6)
+    1.5
     """
     records = _select(_records(table), model, "table")
     grid, clean = _grid(records, "accuracy", "table", corruptions=corruptions)
-    ref_records = _select(_records(reference, "reference"), reference_model, "reference")
-    ref, ref_clean = _grid(ref_records, "accuracy", "reference", complete=False)
-    missing = [c for c in grid if c not in ref]
+    if _is_error_mapping(reference):
+        if reference_model is not None:
+            raise ValueError("reference_model selects rows of a reference table; reference is a mapping")
+        ref_err, ref_clean_err = _reference_errors(reference, reference_clean_error)
+    else:
+        if reference_clean_error is not None:
+            raise ValueError(
+                "reference_clean_error is only for a reference given as a mapping of errors; a reference "
+                "table supplies its clean row"
+            )
+        ref_records = _select(_records(reference, "reference"), reference_model, "reference")
+        ref_acc, ref_clean = _grid(ref_records, "accuracy", "reference", complete=False)
+        ref_err = {c: {s: 1 - a for s, a in cells.items()} for c, cells in ref_acc.items()}
+        ref_clean_err = None if ref_clean is None else 1 - ref_clean
+    missing = [c for c in grid if c not in ref_err]
     if missing:
         raise ValueError(
             f"reference lacks corruption(s) {missing} that the table has; evaluate the reference on "
-            f"them too (reference has {sorted(ref)})"
+            f"them too (reference has {sorted(ref_err)})"
         )
-    holes = [(c, s) for c in grid for s in grid[c] if s not in ref[c]]
+    holes: list[tuple[str, int]] = []
+    for c in grid:
+        ref_c = ref_err[c]
+        if isinstance(ref_c, dict):
+            holes.extend((c, s) for s in sorted(grid[c]) if s not in ref_c)
     if holes:
         raise ValueError(f"reference lacks severities for cells {holes[:5]}; evaluate it on them too")
-    if relative and (clean is None or ref_clean is None):
+    if relative and (clean is None or ref_clean_err is None):
         which = "table" if clean is None else "reference"
-        raise ValueError(f"relative mCE needs a clean row in the {which}; evaluate with clean=...")
+        how = (
+            "evaluate with clean=..."
+            if clean is None or not _is_error_mapping(reference)
+            else 'give the mapping a "clean" entry or pass reference_clean_error='
+        )
+        raise ValueError(f"relative mCE needs a clean row in the {which}; {how}")
     ce: dict[str, float] = {}
     for c, cells in grid.items():
         sev = sorted(cells)
-        if relative and clean is not None and ref_clean is not None:
-            num = sum((1 - cells[s]) - (1 - clean) for s in sev)
-            den = sum((1 - ref[c][s]) - (1 - ref_clean) for s in sev)
+        ref_c = ref_err[c]
+        if relative and clean is not None and ref_clean_err is not None:
+            if isinstance(ref_c, dict):
+                num = sum((1 - cells[s]) - (1 - clean) for s in sev)
+                den = sum(ref_c[s] - ref_clean_err for s in sev)
+            else:
+                num = sum((1 - cells[s]) - (1 - clean) for s in sev) / len(sev)
+                den = ref_c - ref_clean_err
             if den <= 0:
                 raise ValueError(
                     f"reference's corruption error on {c!r} does not exceed its clean error "
-                    f"(sum over severities of E_ref - E_ref_clean = {den:.4g}); relative CE is undefined"
+                    f"(E_ref - E_ref_clean over the severities = {den:.4g}); relative CE is undefined"
                 )
         else:
-            num = sum(1 - cells[s] for s in sev)
-            den = sum(1 - ref[c][s] for s in sev)
+            if isinstance(ref_c, dict):
+                num = sum(1 - cells[s] for s in sev)
+                den = sum(ref_c[s] for s in sev)
+            else:
+                num = sum(1 - cells[s] for s in sev) / len(sev)
+                den = ref_c
             if den == 0:
                 raise ValueError(
                     f"reference has zero error on {c!r} at every severity; CE (a ratio to it) is undefined"

@@ -238,6 +238,52 @@ def test_mce_and_relative_mce_by_hand() -> None:
     assert mean_corruption_error(rows(GRID), ref_more) == pytest.approx((ce_fog + ce_snow) / 2)
 
 
+def test_mce_against_reference_errors_keyed_by_corruption() -> None:
+    # issue 4: the reference may be published errors keyed by corruption name instead of a table
+    per_sev = {c: {s: 1 - a for (cc, s), a in REF.items() if cc == c} for c in ("fog", "snow")}
+    table_mce = mean_corruption_error(rows(GRID), rows(REF))
+    assert mean_corruption_error(rows(GRID), per_sev) == pytest.approx(table_mce)
+    assert mean_corruption_error(rows(GRID), per_sev, per_corruption=True) == pytest.approx(
+        {"fog": 0.6 / 0.3, "snow": 0.8 / 0.4}
+    )
+    # float form: the reference's mean error over severities -> CE_c = mean_s E_{s,c} / that float
+    means = {"fog": 0.15, "snow": 0.2, "frost": 0.9}  # extra corruptions are ignored
+    assert mean_corruption_error(rows(GRID), means, per_corruption=True) == pytest.approx(
+        {"fog": 0.3 / 0.15, "snow": 0.4 / 0.2}
+    )
+    # relative mCE: clean error as a "clean" entry or as reference_clean_error
+    rel = mean_corruption_error(rows(GRID), rows(REF), relative=True)
+    assert mean_corruption_error(rows(GRID), {**per_sev, "clean": 0.05}, relative=True) == pytest.approx(rel)
+    assert mean_corruption_error(
+        rows(GRID), per_sev, relative=True, reference_clean_error=0.05
+    ) == pytest.approx(rel)
+    assert mean_corruption_error(
+        rows(GRID), means, relative=True, reference_clean_error=0.05, per_corruption=True
+    ) == pytest.approx({"fog": (0.3 - 0.1) / (0.15 - 0.05), "snow": (0.4 - 0.1) / (0.2 - 0.05)})
+    with pytest.raises(ValueError, match=r"needs a clean row in the reference.*reference_clean_error"):
+        mean_corruption_error(rows(GRID), per_sev, relative=True)
+    with pytest.raises(ValueError, match="given twice"):
+        mean_corruption_error(rows(GRID), {**means, "clean": 0.05}, relative=True, reference_clean_error=0.05)
+    with pytest.raises(ValueError, match="only for a reference given as a mapping"):
+        mean_corruption_error(rows(GRID), rows(REF), reference_clean_error=0.05)
+    with pytest.raises(ValueError, match=r"reference lacks corruption\(s\) \['snow'\]"):
+        mean_corruption_error(rows(GRID), {"fog": 0.2})
+    with pytest.raises(ValueError, match="reference lacks severities"):
+        mean_corruption_error(rows(GRID), {"fog": {1: 0.1}, "snow": 0.2})
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        mean_corruption_error(rows(GRID), {"fog": 0.2, "snow": 80.0})
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        mean_corruption_error(rows(GRID), {"fog": 0.2, "snow": float("nan")})
+    with pytest.raises(TypeError, match="int severities"):
+        mean_corruption_error(rows(GRID), {"fog": {"1": 0.2}, "snow": 0.2})
+    with pytest.raises(TypeError, match="must be a number"):
+        mean_corruption_error(rows(GRID), {"fog": "0.2", "snow": 0.2})
+    with pytest.raises(ValueError, match="zero error on 'fog'"):
+        mean_corruption_error(rows(GRID), {"fog": 0.0, "snow": 0.2})
+    with pytest.raises(ValueError, match="reference_model selects rows"):
+        mean_corruption_error(rows(GRID), means, reference_model="dense")
+
+
 def test_summary_errors() -> None:
     with pytest.raises(ValueError, match="several models"):
         mean_performance_under_corruption(rows(GRID, "a") + rows(GRID, "b"))
