@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _oracle import softmax64, top_label_ece
 from torch import nn
 
 from prunesafe.data import (
@@ -427,7 +428,12 @@ def test_pooled_vs_mean_ece() -> None:
              + expected_calibration_error(logits[("snow", s)], labels[("snow", s)], n_bins=10)) / 2
         )
     assert not math.isclose(pooled[1], mean[1], rel_tol=1e-3)  # the two definitions differ
-    assert pooled_ece_by_severity(res, norm="max")[1] >= pooled[1]
+    # pooled MCE against an independent float64 oracle of the concatenated severity-1 cells
+    cat1 = torch.cat([logits[("fog", 1)], logits[("snow", 1)]]).double().numpy()
+    lab1 = torch.cat([labels[("fog", 1)], labels[("snow", 1)]]).numpy()
+    mce_oracle = top_label_ece(softmax64(cat1), lab1, 10, "max")
+    assert pooled_ece_by_severity(res, norm="max")[1] == pytest.approx(mce_oracle, abs=1e-6)
+    assert pooled[1] == pytest.approx(top_label_ece(softmax64(cat1), lab1, 10, "l1"), abs=1e-6)
     del res.logits[("snow", 2)]
     with pytest.raises(ValueError, match="complete grid"):
         pooled_ece_by_severity(res)
