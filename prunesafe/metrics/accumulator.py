@@ -243,6 +243,11 @@ class CalibrationAccumulator:
                 f"cannot merge accumulators with different settings: n_bins {self.n_bins} vs {other.n_bins}, "
                 f"inputs {self.inputs!r} vs {other.inputs!r}."
             )
+        both_set = self.num_classes is not None and other.num_classes is not None
+        if both_set and other.num_classes != self.num_classes:
+            raise ValueError(
+                f"cannot merge accumulators with num_classes {self.num_classes} and {other.num_classes}."
+            )
         if not other._allocated:
             return self
         if self._allocated and other.num_classes != self.num_classes:

@@ -88,6 +88,22 @@ def test_merge_equals_single_accumulator() -> None:
     assert merged.merge(CalibrationAccumulator(n_bins=15)).compute() == whole.compute()  # empty merge
 
 
+def test_merge_rejects_a_different_declared_num_classes() -> None:
+    # regression: merging a 3-class accumulator into an empty num_classes=10 one silently gave 3 classes
+    three = CalibrationAccumulator()
+    three.update(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match="num_classes 10 and 3"):
+        CalibrationAccumulator(num_classes=10).merge(three)
+    with pytest.raises(ValueError, match="num_classes 3 and 10"):
+        three.merge(CalibrationAccumulator(num_classes=10))  # empty but declared: still a mismatch
+    with pytest.raises(ValueError, match="num_classes 5 and 4"):
+        CalibrationAccumulator(num_classes=5).merge(CalibrationAccumulator(num_classes=4))
+    declared = CalibrationAccumulator(num_classes=3).merge(three)
+    assert declared.num_classes == 3
+    assert declared.n_samples == 4
+    assert CalibrationAccumulator().merge(three).num_classes == 3  # undeclared: inferred from other
+
+
 def test_reliability_diagram_matches_functional() -> None:
     logits, labels = _data(300, 10, seed=3)
     acc = CalibrationAccumulator(n_bins=12)
