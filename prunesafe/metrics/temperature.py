@@ -175,6 +175,8 @@ class TemperatureScaledModel(nn.Module):
     ) -> TemperatureScaledModel:
         """Collect ``model``'s logits on ``loader`` (eval mode, no grad) and fit the temperature.
 
+        The model's train/eval mode (of every submodule) is restored afterwards, also after an error.
+
         ``loader`` yields ``(inputs, labels)`` pairs (extra items are ignored).  ``fit_kwargs`` go to
         :func:`fit_temperature`.  Use a held-out split, not the test set.
 
@@ -199,16 +201,22 @@ class TemperatureScaledModel(nn.Module):
             from tqdm.auto import tqdm
 
             iterator = tqdm(loader, desc="temperature: collecting logits", unit="batch")
+        # restore every submodule's own flag afterwards (a model in train mode may hold frozen eval parts)
+        modes = [(m, m.training) for m in model.modules()]
         model.eval()
         all_logits: list[Tensor] = []
         all_labels: list[Tensor] = []
-        with torch.no_grad():
-            for batch in iterator:
-                if not isinstance(batch, tuple | list) or len(batch) < 2:
-                    raise TypeError("`loader` must yield (inputs, labels) pairs.")
-                xb, yb = batch[0], batch[1]
-                all_logits.append(model(xb.to(dev)).detach())
-                all_labels.append(torch.as_tensor(yb).to(dev))
+        try:
+            with torch.no_grad():
+                for batch in iterator:
+                    if not isinstance(batch, tuple | list) or len(batch) < 2:
+                        raise TypeError("`loader` must yield (inputs, labels) pairs.")
+                    xb, yb = batch[0], batch[1]
+                    all_logits.append(model(xb.to(dev)).detach())
+                    all_labels.append(torch.as_tensor(yb).to(dev))
+        finally:
+            for m, was_training in modes:
+                m.training = was_training
         if not all_logits:
             raise ValueError("`loader` yielded no batches; pass a non-empty validation loader.")
         t = fit_temperature(torch.cat(all_logits), torch.cat(all_labels), **fit_kwargs)

@@ -86,3 +86,23 @@ def test_scaled_model_and_fit_from_loader() -> None:
         TemperatureScaledModel(net, -1.0)
     with pytest.raises(ValueError, match="no batches"):
         TemperatureScaledModel.fit(net, [], progress=False)
+
+
+def test_fit_restores_the_models_train_eval_mode() -> None:
+    # regression: fit left the wrapped model in eval mode
+    torch.manual_seed(0)
+    data = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(2)]
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 3))
+    model.train()
+    model[1].eval()  # a frozen BN inside a training model keeps its own flag
+    running = model[1].running_mean.clone()
+    TemperatureScaledModel.fit(model, data, progress=False)
+    assert [m.training for m in model.modules()] == [True, True, False, True, True]
+    assert torch.equal(model[1].running_mean, running)  # logits were collected in eval mode
+    model.eval()
+    TemperatureScaledModel.fit(model, data, progress=False)
+    assert not any(m.training for m in model.modules())
+    model.train()
+    with pytest.raises(TypeError, match=r"\(inputs, labels\) pairs"):
+        TemperatureScaledModel.fit(model, [torch.randn(2, 4)], progress=False)
+    assert all(m.training for m in model.modules())  # restored after an error too
