@@ -21,6 +21,29 @@ def _pyplot() -> Any:
     return plt
 
 
+def _bar_extents(data: ReliabilityDiagram, nonempty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left edge and width of each bin's bar (0-width bars for empty bins).
+
+    Equal-width bins are drawn on their edges.  Equal-mass bins span only ``[min, max]`` of their
+    confidences -- zero wide when they are all equal -- so their bars are drawn contiguous instead: a
+    non-empty bin's bar reaches halfway to its neighbours' confidences (0 and 1 at the ends), which
+    gives every non-empty bin a positive width and keeps the bars in order without overlap.
+    """
+    lower, upper = data.bin_lower, data.bin_upper
+    edges_ok = np.isfinite(lower) & np.isfinite(upper)
+    if data.binning == "uniform":
+        return np.where(edges_ok, lower, 0.0), np.where(edges_ok, upper - lower, 0.0)
+    lo = np.zeros(data.n_bins, dtype=np.float64)
+    width = np.zeros(data.n_bins, dtype=np.float64)
+    idx = np.flatnonzero(nonempty & edges_ok)
+    idx = idx[np.argsort(lower[idx], kind="stable")]
+    for k, i in enumerate(idx):
+        left = 0.0 if k == 0 else (upper[idx[k - 1]] + lower[i]) / 2.0
+        right = 1.0 if k == len(idx) - 1 else (upper[i] + lower[idx[k + 1]]) / 2.0
+        lo[i], width[i] = left, right - left
+    return lo, width
+
+
 def plot_reliability_diagram(
     data: ReliabilityDiagram,
     ax: Any = None,
@@ -33,7 +56,10 @@ def plot_reliability_diagram(
 
     Bars show the accuracy of each bin; hatched red bars show the gap to the bin's mean confidence
     (drawn from the accuracy up/down to the confidence); the dashed diagonal is perfect calibration.
-    Below it (or in ``hist_ax``) a histogram shows how many samples fall in each bin.
+    Below it (or in ``hist_ax``) a histogram shows how many samples fall in each bin.  Equal-width
+    bins are drawn on their edges; equal-mass bins as contiguous bars that reach halfway to the
+    neighbouring bins' confidences, so every non-empty bin is visible even when all its confidences
+    are equal.
 
     Parameters
     ----------
@@ -86,11 +112,8 @@ def plot_reliability_diagram(
         else:
             fig, ax = plt.subplots(figsize=(5, 5))
     fig = ax.figure
-    lower, upper = data.bin_lower, data.bin_upper
     nonempty = data.count > 0
-    edges_ok = np.isfinite(lower) & np.isfinite(upper)
-    lo = np.where(edges_ok, lower, 0.0)
-    width = np.where(edges_ok, upper - lower, 0.0)
+    lo, width = _bar_extents(data, nonempty)
     acc = np.where(nonempty, data.accuracy, 0.0)
     conf = np.where(nonempty, data.mean_confidence, 0.0)
     ax.bar(lo, acc, width=width, align="edge", color="#4c72b0", edgecolor="black", linewidth=0.5,

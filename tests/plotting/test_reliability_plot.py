@@ -47,6 +47,36 @@ def test_draws_on_given_axes() -> None:
     plt.close(fig)
 
 
+def test_every_nonempty_quantile_bin_is_visible() -> None:
+    # regression: equal-mass bars had width upper - lower, i.e. 0 when a bin's confidences are all equal
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    top = torch.tensor([0.5] * 40 + [0.7] * 30 + [0.9] * 30 + [0.95] * 3, dtype=torch.float64)
+    probs = torch.stack([top, 1 - top], 1)
+    labels = torch.randint(0, 2, (103,), generator=torch.Generator().manual_seed(1))
+    d = reliability_diagram(probs, labels, n_bins=10, binning="quantile", inputs="probs")
+    full = np.flatnonzero(d.count > 0)
+    assert len(full) == 4
+    assert np.all(d.bin_lower[full] == d.bin_upper[full])  # every non-empty bin is one tie group
+    fig = plot_reliability_diagram(d)
+    ax, hist = fig.axes
+    acc_bars = list(ax.containers[0])
+    hist_bars = list(hist.containers[0])
+    assert len(acc_bars) == len(hist_bars) == 10
+    for bars in (acc_bars, hist_bars):
+        widths = np.array([bars[i].get_width() for i in full])
+        lefts = np.array([bars[i].get_x() for i in full])
+        assert np.all(widths > 0)
+        # contiguous and ordered: [0, 1] tiled without overlap, each bar covering its confidence
+        assert lefts[0] == 0.0
+        assert np.allclose(lefts[1:], lefts[:-1] + widths[:-1])
+        assert lefts[-1] + widths[-1] == pytest.approx(1.0)
+        assert np.all((lefts <= d.bin_lower[full]) & (d.bin_lower[full] <= lefts + widths))
+    assert [hist_bars[i].get_height() for i in full] == d.count[full].tolist()
+    plt.close(fig)
+
+
 def test_missing_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
