@@ -258,10 +258,13 @@ def download_cifar_c(
     md5 : str, optional
         Expected archive MD5; default the published one (``ARCHIVES[dataset].md5``).
     verify : bool, default True
-        Check the archive's MD5 before unpacking.  A mismatch deletes the download and raises
+        Check the archive's MD5 before unpacking.  A mismatch of a download renames it to
+        ``<root>/<dataset>.tar.bad`` (not deleted: it may be gigabytes) and raises
         :class:`~prunesafe.data.integrity.ChecksumError`.
     keep_archive : bool, default False
-        Keep ``<root>/<dataset>.tar`` after unpacking.
+        Keep ``<root>/<dataset>.tar`` after unpacking.  Only an archive that prunesafe downloaded is
+        ever deleted -- by this call, or by an earlier call in the same process whose extraction
+        failed; an archive found in ``root`` otherwise (e.g. placed there by you) is always kept.
     timeout : float, default 60
         Socket timeout in seconds.
     progress : bool, default True
@@ -296,6 +299,9 @@ def download_cifar_c(
     expected = (md5 or spec.md5 or "").lower() or None
     archive = base / spec.filename
     part = base / (spec.filename + ".part")
+    # only an archive prunesafe fetched is ever deleted -- in this call, or in an earlier call of this
+    # process whose extraction failed (a retry); an archive found in root otherwise is the user's
+    downloaded = _fetched_here(archive)
     if not archive.is_file():
         try:
             _fetch(url, part, timeout=timeout, progress=progress, desc=spec.filename)
@@ -304,12 +310,15 @@ def download_cifar_c(
         if verify and expected is not None:
             actual = _md5_of(part)
             if actual != expected:
-                part.unlink()
+                bad = base / (spec.filename + ".bad")
+                os.replace(part, bad)  # keep the (multi-GB) bytes for inspection; never resumed from
                 raise ChecksumError(
-                    f"downloaded {url} has MD5 {actual}, expected {expected}; the corrupted download was "
-                    "deleted, call again to retry"
+                    f"downloaded {url} has MD5 {actual}, expected {expected}; the download was kept as "
+                    f"{bad} (inspect or delete it), call again to download afresh"
                 )
         os.replace(part, archive)
+        downloaded = True
+        _FETCHED.add(_file_key(archive))
     elif verify and expected is not None:
         actual = _md5_of(archive)
         if actual != expected:
@@ -317,6 +326,24 @@ def download_cifar_c(
                 f"{archive} has MD5 {actual}, expected {expected}; delete it and call again to re-download"
             )
     folder = _extract(archive, base, spec.folder, progress=progress)
-    if not keep_archive:
+    if downloaded and not keep_archive:
+        _FETCHED.discard(_file_key(archive))
         archive.unlink()
     return folder
+
+
+#: (absolute path, size, mtime_ns) of archives this process downloaded and has not deleted yet.
+_FETCHED: set[tuple[str, int, int]] = set()
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _fetched_here(archive: Path) -> bool:
+    """Whether ``archive`` is (unchanged) an archive this process downloaded."""
+    try:
+        return _file_key(archive) in _FETCHED
+    except OSError:
+        return False

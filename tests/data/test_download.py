@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import re
 import socket
 import tarfile
 import threading
@@ -144,7 +145,7 @@ def test_dataset_download_flag_and_env_var(server: Server, tmp_path: Path, monke
     assert archive_url("CIFAR-100-C") == f"{server.base_url}/CIFAR-100-C.tar"
     with pytest.raises(ChecksumError):  # the published md5 is checked by default
         CIFAR100C(tmp_path, "snow", 2, download=True)
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == ["CIFAR-100-C.tar.bad"]  # the bad download is kept, not deleted
     import prunesafe.data.download as dl
 
     spec = dl.ArchiveSpec("CIFAR-100-C", "3555552", "CIFAR-100-C.tar", md5(tar), "CIFAR-100-C")
@@ -154,11 +155,33 @@ def test_dataset_download_flag_and_env_var(server: Server, tmp_path: Path, monke
     assert ds.labels.tolist() == list(range(N))
 
 
-def test_checksum_mismatch_deletes_download(server: Server, tmp_path: Path) -> None:
-    server.files["CIFAR-10-C.tar"] = build_tar()
-    with pytest.raises(ChecksumError, match=r"expected 0{32}"):
+def test_checksum_mismatch_keeps_download_as_bad(server: Server, tmp_path: Path) -> None:
+    # a mismatching multi-GB download is renamed to <name>.bad (and the error says so), not deleted
+    tar = build_tar()
+    server.files["CIFAR-10-C.tar"] = tar
+    bad = tmp_path / "CIFAR-10-C.tar.bad"
+    kept = rf"expected 0{{32}}; the download was kept as {re.escape(str(bad))}"
+    with pytest.raises(ChecksumError, match=kept):
         download_cifar_c(tmp_path, base_url=server.base_url, md5="0" * 32, progress=False)
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == ["CIFAR-10-C.tar.bad"]
+    assert bad.read_bytes() == tar
+    # a retry downloads afresh (the .bad file is not resumed from) and succeeds
+    n = len(server.ranges)
+    download_cifar_c(tmp_path, base_url=server.base_url, md5=md5(tar), progress=False)
+    assert server.ranges[n:] == [None]
+    assert leftovers(tmp_path) == ["CIFAR-10-C", "CIFAR-10-C.tar.bad"]
+
+
+def test_user_placed_archive_is_never_deleted(server: Server, tmp_path: Path) -> None:
+    # regression: with keep_archive=False an archive the user put in root was deleted after extraction
+    tar = build_tar()
+    (tmp_path / "CIFAR-10-C.tar").write_bytes(tar)
+    n = len(server.ranges)
+    folder = download_cifar_c(tmp_path, base_url=server.base_url, md5=md5(tar), progress=False)
+    assert len(server.ranges) == n  # nothing downloaded
+    assert (folder / "labels.npy").is_file()
+    assert leftovers(tmp_path) == ["CIFAR-10-C", "CIFAR-10-C.tar"]
+    assert (tmp_path / "CIFAR-10-C.tar").read_bytes() == tar
 
 
 def test_resume_truncated_part(server: Server, tmp_path: Path) -> None:
