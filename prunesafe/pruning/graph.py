@@ -46,7 +46,7 @@ from __future__ import annotations
 import copy
 import operator
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -537,6 +537,9 @@ class ChannelGraph:
         self._comp_reason: dict[int, str] = {}
         #: Submodules fx could not trace (name -> error); they are opaque barriers.
         self.opaque_modules: dict[str, str] = {}
+        self._fx_graph: fx.Graph | None = None
+        self._meta_inputs: tuple[Any, ...] = ()
+        self._output_shapes: list[tuple[int, ...]] = []
 
     # --- building -------------------------------------------------------------------------
     def _alloc(self, count: int) -> IntArray:
@@ -654,18 +657,45 @@ class ChannelGraph:
 
     # --- removal ------------------------------------------------------------------------
     @torch.no_grad()
-    def remove(self, components: Iterable[int] | np.ndarray[Any, Any]) -> list[str]:
+    def remove(self, components: Iterable[int] | np.ndarray[Any, Any], *, check: bool = True) -> list[str]:
         """Physically remove the given components from every tensor and module holding them.
+
+        The removal is atomic: every slot is validated first (and, with ``check``, the
+        pruned shapes are verified by re-running shape propagation on ``meta`` copies of the
+        sliced modules), so on any error the model is left untouched.
 
         Parameters
         ----------
         components : iterable of int
             Component ids; barrier components are refused with ``ValueError``.
+        check : bool, default True
+            Before touching the model, run the traced graph on ``meta`` copies of the modules
+            with the new shapes and refuse (``ValueError``) a removal after which the model
+            would no longer run on the example inputs or would change its output shapes.
 
         Returns
         -------
         list of str
             Qualified names of the modules that changed, in graph order.
+
+        Raises
+        ------
+        ValueError
+            A component touches a barrier, the removal would empty a layer, or (``check``)
+            the pruned model would not run / would change its output shape.  The model is
+            not modified in any of these cases.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3))
+        >>> graph = build_channel_graph(model, torch.rand(1, 3, 8, 8))
+        >>> group = next(g for g in graph.groups() if g.prunable)
+        >>> graph.remove(group.components[:2])
+        ['0', '2']
+        >>> model[0].out_channels, model[2].in_channels
+        (2, 2)
         """
         comps = np.asarray(list(components) if not isinstance(components, np.ndarray) else components)
         removed = np.zeros(self.num_components, dtype=bool)
@@ -678,23 +708,59 @@ class ChannelGraph:
                 "cannot remove channel components touching a barrier: "
                 f"{self._comp_reason[int(np.argmax(bad))]}"
             )
-        changed: list[str] = []
-        for slot in self.slots:
+        plan: list[tuple[ChannelSlot, torch.Tensor]] = []
+        for slot in self.slots:  # validate every slot before slicing anything
             drop = removed[self.labels[slot.elements]]
             if not drop.any():
                 continue
             keep_np = np.nonzero(~drop)[0]
             if keep_np.size == 0:
-                raise ValueError(f"removing these channels would leave {slot.module_name!r} empty")
-            keep = torch.from_numpy(keep_np)
-            module = slot.module
-            for attr, dim in slot.tensors:
-                _slice_tensor(module, attr, dim, keep)
-            if slot.update is not None:
-                slot.update(module, keep)
+                raise ValueError(
+                    f"removing these channels would leave {slot.module_name!r} empty; nothing was removed"
+                )
+            plan.append((slot, torch.from_numpy(keep_np)))
+        if check and self._fx_graph is not None:
+            self._check_plan(plan)
+        changed: list[str] = []
+        for slot, keep in plan:
+            _apply_slot(slot, slot.module, keep)
             if slot.module_name not in changed:
                 changed.append(slot.module_name)
         return changed
+
+    def _check_plan(self, plan: list[tuple[ChannelSlot, torch.Tensor]]) -> None:
+        """Raise ``ValueError`` if the model would not run (or change its output shapes) after ``plan``."""
+        assert self._fx_graph is not None
+        shadow = _meta_shadow(self.model, memo={})
+        for slot, keep in plan:
+            _apply_slot(slot, shadow.get_submodule(slot.module_name), keep)
+        try:
+            env = _propagate(
+                shadow, self._fx_graph, self._meta_inputs, self.opaque_modules, opaque_model=self.model
+            )
+            problem = ""
+            shapes = _output_shapes(self._fx_graph, env)
+            if shapes != self._output_shapes:
+                problem = f"its output shapes would change from {self._output_shapes} to {shapes}"
+        except Exception as err:  # any failure of the pruned forward is the problem reported
+            problem = f"it would no longer run on example_inputs ({type(err).__name__}: {err})"
+        if problem:
+            names = sorted({slot.module_name for slot, _ in plan})
+            raise ValueError(
+                f"structural check failed, nothing was removed: after removing these channels {problem}. "
+                "The channel dependency graph missed a constraint of this model (e.g. a size computed "
+                "in the forward from hard-coded numbers). Exclude the affected layers "
+                f"({', '.join(names[:6])}{', ...' if len(names) > 6 else ''}) with layers=, teach "
+                "the graph the offending module with prunesafe.pruning.register_channel_rule, or use "
+                'method="unstructured".'
+            )
+
+
+def _apply_slot(slot: ChannelSlot, module: nn.Module, keep: torch.Tensor) -> None:
+    for attr, dim in slot.tensors:
+        _slice_tensor(module, attr, dim, keep)
+    if slot.update is not None:
+        slot.update(module, keep)
 
 
 def _slice_tensor(module: nn.Module, attr: str, dim: int, keep: torch.Tensor) -> None:
@@ -760,16 +826,25 @@ def _call_module_meta(
     return _meta_shadow(module)(*args, **kwargs)
 
 
-def _meta_shadow(module: nn.Module) -> nn.Module:
-    """A shallow copy of ``module`` (and its children) whose parameters and buffers live on ``meta``."""
+def _meta_shadow(module: nn.Module, memo: dict[int, nn.Module] | None = None) -> nn.Module:
+    """A shallow copy of ``module`` (and its children) whose parameters and buffers live on ``meta``.
+
+    ``memo`` (id -> shadow) keeps a submodule registered under several names shared.
+    """
+    if memo is not None and id(module) in memo:
+        return memo[id(module)]
     shadow = copy.copy(module)
+    if memo is not None:
+        memo[id(module)] = shadow
     shadow._parameters = {
         k: None if v is None else nn.Parameter(v.detach().to("meta"), v.requires_grad)
         for k, v in module._parameters.items()
     }
     shadow._buffers = {k: None if v is None else v.to("meta") for k, v in module._buffers.items()}
     if module._modules:
-        shadow._modules = {k: None if v is None else _meta_shadow(v) for k, v in module._modules.items()}
+        shadow._modules = {
+            k: None if v is None else _meta_shadow(v, memo) for k, v in module._modules.items()
+        }
     return shadow
 
 
@@ -823,64 +898,18 @@ def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
 
     graph = ChannelGraph(model)
     graph.opaque_modules = dict(tracer.opaque)
-    env: dict[fx.Node, Any] = {}
+    graph._fx_graph = fx_graph
+    graph._meta_inputs = tuple(_meta(inputs))
     blocks: dict[fx.Node, IntArray] = {}
-    meta_inputs = list(_meta(inputs))
-    placeholder_index = 0
 
-    def load(a: Any) -> Any:
-        return fx.node.map_arg(a, lambda n: env[n])
+    def visit(node: fx.Node, env: dict[fx.Node, Any]) -> None:
+        channels = _channels(env[node]) if node.op != "output" else None
+        if channels is not None:
+            blocks[node] = graph._alloc(channels)
+        _relate(graph, model, node, env, blocks)
 
     try:
-        with torch.no_grad():
-            for node in fx_graph.nodes:
-                op = node.op
-                if op == "placeholder":
-                    if placeholder_index < len(meta_inputs):
-                        value = meta_inputs[placeholder_index]
-                    elif node.args:
-                        value = node.args[0]
-                    else:
-                        raise TypeError(
-                            f"example_inputs gives {len(meta_inputs)} input(s) but the forward needs "
-                            f"argument {node.target!r} too: pass a tuple of all positional inputs"
-                        )
-                    placeholder_index += 1
-                elif op == "get_attr":
-                    value = _meta(_fetch_attr(model, str(node.target)))
-                elif op == "call_function":
-                    args, kwargs = load(node.args), load(node.kwargs)
-                    value = _fast_shape(node.target, False, args, kwargs)
-                    if value is None:
-                        value = node.target(*args, **kwargs)
-                elif op == "call_method":
-                    self_obj, *rest = load(node.args)
-                    kwargs = load(node.kwargs)
-                    value = _fast_shape(node.target, True, (self_obj, *rest), kwargs)
-                    if value is None:
-                        value = getattr(self_obj, str(node.target))(*rest, **kwargs)
-                elif op == "call_module":
-                    module = model.get_submodule(str(node.target))
-                    entry = _rule_for(module)
-                    args = load(node.args)
-                    if (
-                        entry is not None
-                        and entry.preserves_shape
-                        and args
-                        and isinstance(args[0], torch.Tensor)
-                    ):
-                        value = args[0]
-                    else:
-                        value = _call_module_meta(
-                            module, args, load(node.kwargs), real=str(node.target) in tracer.opaque
-                        )
-                else:  # output
-                    value = None
-                env[node] = value
-                channels = _channels(value)
-                if channels is not None:
-                    blocks[node] = graph._alloc(channels)
-                _relate(graph, model, node, env, blocks)
+        env = _propagate(model, fx_graph, graph._meta_inputs, graph.opaque_modules, visit)
     except (ValueError, TypeError) as err:
         if "example_inputs" in str(err):
             raise
@@ -890,8 +919,84 @@ def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
             f"shape propagation failed at the traced graph ({type(err).__name__}: {err}); check that "
             "example_inputs matches the forward's inputs, or use method='unstructured'"
         ) from err
+    graph._output_shapes = _output_shapes(fx_graph, env)
     graph._finish()
     return graph
+
+
+def _propagate(
+    model: nn.Module,
+    fx_graph: fx.Graph,
+    meta_inputs: tuple[Any, ...],
+    opaque: Mapping[str, str],
+    visit: Callable[[fx.Node, dict[fx.Node, Any]], None] | None = None,
+    *,
+    opaque_model: nn.Module | None = None,
+) -> dict[fx.Node, Any]:
+    """Run ``fx_graph`` with ``model``'s modules on ``meta`` inputs; the value of every node.
+
+    Untraceable (``opaque``) submodules run for real on zero inputs, taken from
+    ``opaque_model`` (default ``model``).  ``visit(node, env)`` is called after each node.
+    """
+    env: dict[fx.Node, Any] = {}
+    placeholder_index = 0
+
+    def load(a: Any) -> Any:
+        return fx.node.map_arg(a, lambda n: env[n])
+
+    with torch.no_grad():
+        for node in fx_graph.nodes:
+            op = node.op
+            if op == "placeholder":
+                if placeholder_index < len(meta_inputs):
+                    value = meta_inputs[placeholder_index]
+                elif node.args:
+                    value = node.args[0]
+                else:
+                    raise TypeError(
+                        f"example_inputs gives {len(meta_inputs)} input(s) but the forward needs "
+                        f"argument {node.target!r} too: pass a tuple of all positional inputs"
+                    )
+                placeholder_index += 1
+            elif op == "get_attr":
+                value = _meta(_fetch_attr(model, str(node.target)))
+            elif op == "call_function":
+                args, kwargs = load(node.args), load(node.kwargs)
+                value = _fast_shape(node.target, False, args, kwargs)
+                if value is None:
+                    value = node.target(*args, **kwargs)
+            elif op == "call_method":
+                self_obj, *rest = load(node.args)
+                kwargs = load(node.kwargs)
+                value = _fast_shape(node.target, True, (self_obj, *rest), kwargs)
+                if value is None:
+                    value = getattr(self_obj, str(node.target))(*rest, **kwargs)
+            elif op == "call_module":
+                target = str(node.target)
+                is_opaque = target in opaque
+                module = (opaque_model if is_opaque and opaque_model is not None else model).get_submodule(
+                    target
+                )
+                entry = _rule_for(module)
+                args = load(node.args)
+                if entry is not None and entry.preserves_shape and args and isinstance(args[0], torch.Tensor):
+                    value = args[0]
+                else:
+                    value = _call_module_meta(module, args, load(node.kwargs), real=is_opaque)
+            else:  # output
+                value = load(node.args[0]) if node.args else None
+            env[node] = value
+            if visit is not None:
+                visit(node, env)
+    return env
+
+
+def _output_shapes(fx_graph: fx.Graph, env: dict[fx.Node, Any]) -> list[tuple[int, ...]]:
+    flat: list[Any] = []
+    for node in fx_graph.nodes:
+        if node.op == "output":
+            fx.node.map_aggregate(env[node], lambda v: flat.append(v) or v)  # type: ignore[func-returns-value]
+    return [tuple(v.shape) for v in flat if isinstance(v, torch.Tensor)]
 
 
 # shape-preserving elementwise ops: shape propagation skips running them on meta tensors (the
@@ -1051,6 +1156,14 @@ def _relate(
         _broadcast_tie(graph, node, env, blocks, out, out_shape, name)
         return
     if (not is_method and target in _RESHAPE) or (is_method and target in _RESHAPE_METHODS):
+        if (target is torch.reshape or target in ("view", "reshape")) and isinstance(first, fx.Node):
+            fixed = _fixed_sizes(node, first)
+            if fixed:
+                barrier_all(
+                    f"{name!r} reshapes to hard-coded size(s) {fixed} (not -1 and not derived from the "
+                    "input's size()/shape), which would no longer fit once channels are removed"
+                )
+                return
         _reshape_like(graph, first_block, first_shape, out, out_shape, name)
         return
     if (not is_method and target in _REDUCE) or (is_method and target in _REDUCE_METHODS):
@@ -1089,6 +1202,37 @@ def _relate(
         barrier_all(f"indexing {name!r} touches the channel dimension")
         return
     barrier_all(f"unknown operation {name!r} ({getattr(target, '__name__', target)})")
+
+
+_SIZE_ARITHMETIC: set[Any] = {operator.mul, operator.floordiv, operator.add, operator.sub}
+
+
+def _size_of(node: Any, source: fx.Node) -> bool:
+    """Whether ``node`` is computed only from ``source``'s ``size()`` / ``shape`` (no literal numbers)."""
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "call_method" and node.target == "size":
+        return bool(node.args) and node.args[0] is source
+    if node.op != "call_function":
+        return False
+    if node.target is getattr:
+        return len(node.args) == 2 and node.args[0] is source and str(node.args[1]) == "shape"
+    if node.target is operator.getitem:
+        return len(node.args) == 2 and _size_of(node.args[0], source)
+    if node.target in _SIZE_ARITHMETIC:
+        return bool(node.args) and all(_size_of(a, source) for a in node.args) and not node.kwargs
+    return False
+
+
+def _fixed_sizes(node: fx.Node, source: fx.Node) -> list[Any]:
+    """Size arguments of a ``view``/``reshape`` that are neither ``-1`` nor taken from ``source``'s size."""
+    sizes: list[Any] = list(node.args[1:])
+    for key in ("shape", "size"):
+        if key in node.kwargs:
+            sizes.append(node.kwargs[key])
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = list(sizes[0])
+    return [s for s in sizes if not (isinstance(s, int) and s == -1) and not _size_of(s, source)]
 
 
 def _broadcast_tie(

@@ -369,3 +369,92 @@ def test_untraceable_submodule_becomes_an_opaque_barrier():
     assert model.gate.conv.weight.shape == (8, 8, 1, 1)
     assert model.b.out_channels == 4
     torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-6)
+
+
+class LeNet(nn.Module):
+    """LeNet-5 style: ``view`` to a hard-coded ``16 * 5 * 5`` or to ``(x.size(0), -1)``."""
+
+    def __init__(self, hard_coded: bool) -> None:
+        super().__init__()
+        self.hard_coded = hard_coded
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(-1, 16 * 5 * 5) if self.hard_coded else x.view(x.size(0), -1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+def test_view_to_hard_coded_size_is_a_barrier():
+    x = torch.rand(2, 3, 32, 32)
+    model = LeNet(hard_coded=True).eval()
+    why = FilterPruner(0.5).explain(model, example_inputs=x[:1])
+    assert "hard-coded size(s) [400]" in why["conv2"]
+    assert why["conv1"] == ""
+    FilterPruner(0.5).prune(model, example_inputs=x[:1])
+    # conv2's channels feed the hard-coded view: left alone, and the pruned model runs
+    assert (model.conv1.out_channels, model.conv2.in_channels) == (3, 3)
+    assert (model.conv2.out_channels, model.fc1.in_features) == (16, 400)
+    assert model(x).shape == (2, 10)
+
+
+def test_view_with_sizes_from_the_input_is_pruned_through():
+    x = torch.rand(2, 3, 32, 32)
+    model = LeNet(hard_coded=False).eval()
+    with torch.no_grad():  # the 8 filters filter pruning removes are zero: masked == removed
+        model.conv2.weight[::2] = 0
+        model.conv2.bias[::2] = 0
+        expected = model(x)
+    FilterPruner(0.5, layers=["conv2"]).prune(model, example_inputs=x[:1])
+    assert (model.conv2.out_channels, model.fc1.in_features) == (8, 200)
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-6)
+
+
+class FixedBias(nn.Module):
+    """Adds a bias of a fixed channel count; its (deliberately wrong) rule forgets to slice it."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
+
+
+def test_structural_check_refuses_a_broken_removal_and_leaves_the_model_untouched():
+    def wrong_rule(module: nn.Module, ctx) -> None:
+        ctx.tie(ctx.inputs[0], ctx.output)  # no slot for `bias`: the graph misses a constraint
+
+    register_channel_rule(FixedBias, wrong_rule)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), FixedBias(8), nn.ReLU(), nn.Conv2d(8, 4, 3)).eval()
+    x = torch.rand(1, 3, 8, 8)
+    expected = model(x)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"structural check failed, nothing was removed.*layers=") as info:
+        FilterPruner(0.5).prune(model, example_inputs=x)
+    assert "no longer run on example_inputs" in str(info.value)
+    assert (model[0].out_channels, model[3].in_channels) == (8, 8)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+
+
+def test_remove_is_atomic_when_a_layer_would_be_emptied():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.ReLU(), nn.Conv2d(2, 3, 3))
+    x = torch.rand(1, 3, 10, 10)
+    expected = model(x)
+    graph = build_channel_graph(model, x)
+    first, second = (g for g in graph.groups() if g.prunable)
+    assert (len(first.components), len(second.components)) == (4, 2)
+    # one channel of the first conv (fine) and both of the second (empties it): nothing may change
+    with pytest.raises(ValueError, match=r"would leave '2' empty; nothing was removed"):
+        graph.remove(np.r_[first.components[:1], second.components])
+    shapes = [tuple(m.weight.shape) for m in model if isinstance(m, nn.Conv2d)]
+    assert shapes == [(4, 3, 3, 3), (2, 4, 3, 3), (3, 2, 3, 3)]
+    assert (model[0].out_channels, model[2].in_channels) == (4, 4)
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+    assert graph.remove(first.components[:1]) == ["0", "2"]
+    assert model[0].out_channels == model[2].in_channels == 3
