@@ -60,6 +60,12 @@ class PruningRecord:
         Qualified names of the modules the pruner changed.
     history : list of dict
         Records of earlier ``prune_model`` calls on the same model, oldest first.
+    achieved_ratio_of_all : float or None
+        Fraction of ALL of the model's ``unit`` removed, for pruners that restrict ``ratio``
+        to eligible layers ("filter": all conv filters; "channel": all BN channels); ``None``
+        when the pruner does not report it.
+    eligible_fraction : float or None
+        Fraction of the model's ``unit`` that was eligible (``None`` when not reported).
 
     Examples
     --------
@@ -75,6 +81,8 @@ class PruningRecord:
     options: dict[str, Any] = field(default_factory=dict)
     pruned_modules: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    achieved_ratio_of_all: float | None = None
+    eligible_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A dict of plain Python types (JSON- and ``torch.load(weights_only=True)``-safe)."""
@@ -92,7 +100,13 @@ class PruningRecord:
             options=dict(data.get("options", {})),
             pruned_modules=list(data.get("pruned_modules", [])),
             history=list(data.get("history", [])),
+            achieved_ratio_of_all=_optional_float(data.get("achieved_ratio_of_all")),
+            eligible_fraction=_optional_float(data.get("eligible_fraction")),
         )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def get_record(model: nn.Module) -> PruningRecord | None:
@@ -287,6 +301,8 @@ def prune_model(
         options=_plain(_options_of(pruner, options)),
         pruned_modules=list(pruner.pruned_modules),
         history=history,
+        achieved_ratio_of_all=_optional_float(getattr(pruner, "achieved_ratio_of_all", None)),
+        eligible_fraction=_optional_float(getattr(pruner, "eligible_fraction", None)),
     )
     setattr(pruned, RECORD_ATTRIBUTE, record)
     return pruned

@@ -230,6 +230,10 @@ class PruningReport:
     nonzero_macs_after: int
     layers: list[LayerReport] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
+    #: Fraction of ALL the model's ``unit`` removed (structured pruners; ``None`` otherwise).
+    ratio_achieved_of_all: float | None = None
+    #: Fraction of the model's ``unit`` that was eligible (structured pruners; ``None`` otherwise).
+    eligible_fraction: float | None = None
 
     @property
     def param_reduction(self) -> float:
@@ -259,10 +263,19 @@ class PruningReport:
         head = []
         if self.method is not None:
             achieved = "n/a" if self.ratio_achieved is None else f"{self.ratio_achieved:.4f}"
+            scope = "eligible " if self.ratio_achieved_of_all is not None else ""
             head.append(
                 f"method: {self.method}   ratio asked: {self.ratio_asked}   achieved: {achieved} "
-                f"(fraction of {self.unit} removed)"
+                f"(fraction of {scope}{self.unit} removed)"
             )
+            if self.ratio_achieved_of_all is not None:
+                eligible = (
+                    ""
+                    if self.eligible_fraction is None
+                    else f" ({self.eligible_fraction:.2%} of them were eligible)"
+                )
+                of_all = f"{self.ratio_achieved_of_all:.4f}"
+                head.append(f"fraction of ALL {self.unit} in the model removed: {of_all}{eligible}")
         rows = [
             ("parameters", self.params_before, self.params_after),
             ("nonzero parameters", self.nonzero_params_before, self.nonzero_params_after),
@@ -366,4 +379,6 @@ def pruning_report(original: nn.Module, pruned: nn.Module, example_inputs: Any) 
         nonzero_macs_after=sum(s for _, s in macs_after.values()),
         layers=layers,
         unmatched=unmatched,
+        ratio_achieved_of_all=record.achieved_ratio_of_all if record else None,
+        eligible_fraction=record.eligible_fraction if record else None,
     )

@@ -105,6 +105,20 @@ class _StructuredPruner(Pruner):
         self.coupling: Coupling = coupling
         self.layers = list(layers) if layers is not None and not callable(layers) else layers
         self.min_channels = min_channels
+        #: Set by :meth:`prune`: fraction of ALL the model's units (conv filters / BN channels) removed.
+        self.achieved_ratio_of_all: float | None = None
+        #: Set by :meth:`prune`: fraction of ALL the model's units that were eligible for pruning.
+        self.eligible_fraction: float | None = None
+
+    def _units_in_model(self, model: nn.Module) -> int:
+        """Number of units (output filters of every conv / channels of every BN) in ``model``."""
+        total = 0
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and self._role == "norm":
+                total += int(module.num_features)
+            elif isinstance(module, nn.modules.conv._ConvNd) and self._role == "producer":
+                total += int(module.out_channels)
+        return total
 
     # ------------------------------------------------------------------ hooks for subclasses
     def _slot_scores(self, graph: ChannelGraph, slots: Sequence[int]) -> list[torch.Tensor]:
@@ -318,6 +332,7 @@ class _StructuredPruner(Pruner):
         eligible, reasons = self._eligible(model, graph)
         if not eligible:
             raise self._no_layers_error(reasons)
+        all_before = self._units_in_model(model)
         unit_slots = sorted({i for g in eligible for i in self._unit_slots(g)})
         score, weight = component_scores(graph, unit_slots, self._slot_scores(graph, unit_slots))
         chosen = self._choose(graph, eligible, score, weight) if self.ratio > 0 else np.zeros(0, np.int64)
@@ -328,6 +343,8 @@ class _StructuredPruner(Pruner):
         dropped = sum(int(removed[graph.slot_components(i)].sum()) for i in unit_slots)
         self.pruned_modules = graph.remove(np.nonzero(removed)[0])
         self.achieved_ratio = dropped / total if total else 0.0
+        self.eligible_fraction = total / all_before if all_before else 0.0
+        self.achieved_ratio_of_all = 1.0 - self._units_in_model(model) / all_before if all_before else 0.0
         return model
 
 
@@ -361,7 +378,15 @@ class FilterPruner(_StructuredPruner):
     Attributes
     ----------
     achieved_ratio : float
-        Set by :meth:`prune`: removed / total output filters over the pruned groups' convs.
+        Set by :meth:`prune`: removed / total output filters over the pruned groups' convs
+        (what ``ratio`` counts).
+    achieved_ratio_of_all : float
+        Set by :meth:`prune`: fraction of ALL conv filters (output channels of every conv of
+        the model, depthwise ones included) removed.  Smaller than :attr:`achieved_ratio`
+        whenever some convs are not eligible: with ``coupling="exclude"`` the convs on a
+        residual stream and the last conv before the output stay intact.
+    eligible_fraction : float
+        Set by :meth:`prune`: filters of the eligible convs / all conv filters of the model.
     pruned_modules : list of str
         Set by :meth:`prune`: every module whose shape changed (convs, BatchNorms, consumers,
         depthwise convs, zero-pad shortcuts), in graph order.
@@ -439,9 +464,9 @@ class FilterPruner(_StructuredPruner):
 class ChannelPruner(_StructuredPruner):
     """Network slimming (Liu et al. 2017): one global threshold on BatchNorm ``|gamma|``.
 
-    The ``ratio`` fraction of all eligible BN channels with the smallest ``|gamma|`` are
-    removed, across all layers at once (layers with larger scaling factors keep more
-    channels).  No layer is ever emptied: each keeps at least ``min_channels``; the next
+    The ``ratio`` fraction of all *eligible* BN channels with the smallest ``|gamma|`` are
+    removed (not of all BN channels: see :attr:`achieved_ratio_of_all`), across all layers at
+    once (layers with larger scaling factors keep more channels).  No layer is ever emptied: each keeps at least ``min_channels``; the next
     smallest channels elsewhere are taken instead, so :attr:`achieved_ratio` (removed /
     eligible BN channels) matches ``ratio`` up to rounding whenever that is possible.  Train
     with the slimming regulariser (L1 on ``gamma``) first for the method to be meaningful.
@@ -460,7 +485,15 @@ class ChannelPruner(_StructuredPruner):
     Attributes
     ----------
     achieved_ratio : float
-        Set by :meth:`prune`: removed / total channels over the eligible BatchNorms.
+        Set by :meth:`prune`: removed / total channels over the eligible BatchNorms (what
+        ``ratio`` counts).
+    achieved_ratio_of_all : float
+        Set by :meth:`prune`: fraction of ALL BatchNorm channels of the model removed.  With
+        ``coupling="exclude"`` the BNs on a residual stream are not eligible, so this is
+        smaller: on CIFAR ResNet-56, ``ratio=0.5`` removes half of the eligible BN channels
+        but only about a quarter of all of them.
+    eligible_fraction : float
+        Set by :meth:`prune`: channels of the eligible BatchNorms / all BN channels.
     pruned_modules : list of str
         Set by :meth:`prune`: every module whose shape changed, in graph order.
 

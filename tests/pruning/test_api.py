@@ -121,6 +121,23 @@ def test_record_contents_and_round_trip() -> None:
     assert isinstance(callable_option.prunesafe_pruning.to_dict()["options"]["layers"], str)
 
 
+def test_structured_record_says_what_fraction_of_all_units_was_removed() -> None:
+    x = torch.rand(1, 3, 32, 32)
+    pruned = prune_model(cifar_resnet(20), "channel", 0.5, example_inputs=x)
+    record = pruned.prunesafe_pruning
+    total = 16 + 16 * 6 + 32 * 6 + 64 * 6  # BN channels of ResNet-20
+    eligible = 16 * 3 + 32 * 3 + 64 * 3  # the first BN of each block (coupling="exclude")
+    assert record.achieved_ratio == pytest.approx(0.5)
+    assert record.eligible_fraction == pytest.approx(eligible / total)
+    assert record.achieved_ratio_of_all == pytest.approx(eligible / 2 / total)
+    assert PruningRecord.from_dict(record.to_dict()) == record
+    # records written before these fields existed still load; unstructured does not set them
+    new_fields = ("achieved_ratio_of_all", "eligible_fraction")
+    old = {k: v for k, v in record.to_dict().items() if k not in new_fields}
+    assert PruningRecord.from_dict(old).achieved_ratio_of_all is None
+    assert prune_model(cifar_resnet(20), "unstructured", 0.5).prunesafe_pruning.achieved_ratio_of_all is None
+
+
 def test_pruner_instance_and_class_are_accepted() -> None:
     pruner = UnstructuredPruner(0.4, scope="layerwise")
     pruned = prune_model(_small(), pruner)

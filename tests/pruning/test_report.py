@@ -145,6 +145,21 @@ def test_to_dict_records_and_table() -> None:
     assert any(line.startswith("layer3.2.conv2") for line in table)
 
 
+def test_structured_report_shows_the_fraction_of_all_units_removed() -> None:
+    model, x = cifar_resnet(56), torch.rand(1, 3, 32, 32)
+    report = pruning_report(model, prune_model(model, "channel", 0.5, example_inputs=x), x)
+    assert report.ratio_achieved == pytest.approx(0.5)
+    assert report.ratio_achieved_of_all == pytest.approx(504 / 2032)
+    assert report.eligible_fraction == pytest.approx(1008 / 2032)
+    lines = str(report).splitlines()
+    assert "(fraction of eligible channels removed)" in lines[0]
+    assert lines[1] == "fraction of ALL channels in the model removed: 0.2480 (49.61% of them were eligible)"
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["ratio_achieved_of_all"] == pytest.approx(504 / 2032)
+    unstructured = str(pruning_report(model, prune_model(model, "unstructured", 0.5), x))
+    assert "fraction of ALL" not in unstructured
+
+
 def test_unmatched_layers_are_listed() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1))
     other = nn.Sequential(nn.Conv2d(3, 4, 3))

@@ -382,3 +382,34 @@ def test_explain_lists_every_layer_with_its_reason():
     bn = ChannelPruner(0.5).explain(model, example_inputs=x)
     assert set(bn) == {n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
     assert bn["layer1.0.bn1"] == ""
+
+
+def _units(model: nn.Module, kind: type[nn.Module]) -> int:
+    if kind is nn.BatchNorm2d:
+        return sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    return sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+@pytest.mark.parametrize(
+    ("cls", "kind", "coupling"),
+    [
+        (ChannelPruner, nn.BatchNorm2d, "exclude"),
+        (FilterPruner, nn.Conv2d, "exclude"),
+        (ChannelPruner, nn.BatchNorm2d, "together"),
+    ],
+)
+def test_ratio_over_eligible_units_and_over_all_units(cls, kind, coupling):
+    model, x = _model("cifar_resnet56")
+    before = _units(model, kind)
+    pruner = cls(0.5, coupling=coupling)
+    pruner.prune(model, example_inputs=x[:1])
+    of_all = 1.0 - _units(model, kind) / before
+    assert pruner.achieved_ratio == pytest.approx(0.5, abs=0.01)
+    assert pruner.achieved_ratio_of_all == pytest.approx(of_all, abs=1e-12)
+    if coupling == "exclude":
+        # the residual stream (stem + every block's second conv/BN) is not eligible: half of all units
+        assert pruner.eligible_fraction == pytest.approx(1008 / 2032)
+        assert pruner.achieved_ratio_of_all == pytest.approx(504 / 2032)
+    else:
+        assert pruner.eligible_fraction == pytest.approx(1.0)
+        assert pruner.achieved_ratio_of_all == pytest.approx(0.5, abs=0.01)
