@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 from prunesafe.models import ZeroPadShortcut, cifar_resnet, cifar_vgg
+from prunesafe.pruning import prune_model, pruning_report
 from prunesafe.pruning.base import get_pruner
 from prunesafe.pruning.graph import build_channel_graph
 from prunesafe.pruning.structured import ChannelPruner, FilterPruner
@@ -276,6 +277,31 @@ def test_export_compile_and_state_dict_of_pruned_model():
     fresh.load_state_dict(state, strict=True)
     assert all(p.grad is None for p in model.parameters())
     assert all(p.requires_grad for p in model.parameters())
+
+
+# every model of the issue, filter and channel pruning alternating (export is the slow part)
+EXPORT_CASES = [
+    (name, ("filter", "channel")[i % 2], "together" if i % 4 >= 2 else "exclude")
+    for i, name in enumerate(BUILDERS)
+]
+
+
+@pytest.mark.parametrize(("name", "method", "coupling"), EXPORT_CASES)
+def test_every_pruned_model_exports_compiles_and_drops_parameters_as_reported(name, method, coupling):
+    model, x = _model(name)
+    pruned = prune_model(model, method, 0.5, example_inputs=x[:1], coupling=coupling)
+    report = pruning_report(model, pruned, x[:1])
+    assert report.params_before == _params(model)
+    assert report.params_after == _params(pruned) < _params(model)
+    assert report.macs_after < report.macs_before
+    _shapes_consistent(pruned)
+    with torch.no_grad():
+        expected = pruned(x)
+        assert expected.shape == model(x).shape
+    exported = torch.export.export(pruned, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), expected)
+        torch.testing.assert_close(torch.compile(pruned, backend="eager")(x), expected)
 
 
 def test_pruned_parameters_keep_dtype_device_and_requires_grad():
