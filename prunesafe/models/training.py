@@ -70,7 +70,9 @@ class TrainConfig:
     gamma : float, default 0.1
     augment : bool, default True
         Random 32x32 crop of the image zero-padded by ``crop_padding`` pixels plus a horizontal
-        flip with probability 1/2, applied to whole batches on the training device.
+        flip with probability 1/2, applied to whole batches on the training device.  ``fit``
+        applies it to ``(images, labels)`` array inputs only (a ``Dataset``/``DataLoader`` brings
+        its own transforms) unless ``fit(..., augment=True)``.
     crop_padding : int, default 4
     label_smoothing : float, default 0.0
         Passed to ``torch.nn.CrossEntropyLoss``.
@@ -587,6 +589,7 @@ def fit(
     progress: bool = True,
     regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
     params_hook: Callable[[nn.Module], None] | None = None,
+    augment: bool | None = None,
 ) -> History:
     """Train ``model`` in place with SGD and one of the study's recipes; return the per-epoch history.
 
@@ -623,6 +626,12 @@ def fit(
     params_hook : callable, optional
         ``params_hook(model)`` called after ``loss.backward()`` and before ``optimizer.step()`` every step,
         to edit gradients in place (e.g. the sub-gradient ``s * sign(bn.weight)`` of network slimming).
+    augment : bool, optional
+        Apply the recipe's random crop + flip to each training batch.  Default (``None``): only for
+        ``(images, labels)`` arrays/tensors and only if the recipe says so (``recipe.augment``); a
+        ``Dataset`` or ``DataLoader`` is used as given, since it usually brings its own transforms.
+        ``True`` forces the recipe's augmentation (with its ``crop_padding``) on any input, ``False``
+        turns it off.
 
     Returns
     -------
@@ -657,11 +666,15 @@ def fit(
     for name, fn in (("regularizer", regularizer), ("params_hook", params_hook)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable(model) or None, got {type(fn).__name__}")
+    if augment is not None and not isinstance(augment, bool):
+        raise TypeError(f"augment must be True, False or None, got {type(augment).__name__}")
     dev = _check_device(device, model)
     model.to(dev)
     check_range = _expects_unit_range(model)
     dtype = _model_dtype(model)
     source = _make_source(train_data, "train_data", check_range)
+    if augment is None:  # a Dataset / DataLoader brings its own transforms: never augment it twice
+        augment = config.augment and isinstance(source, _ArraySource)
     if val_data is not None:  # fail before training, not after the first epoch
         _make_source(val_data, "val_data", check_range)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -711,7 +724,7 @@ def fit(
                             )
                             warned_single = True
                         continue
-                    if config.augment:  # on the raw (often uint8) batch: 4x less memory traffic
+                    if augment:  # on the raw (often uint8) batch: 4x less memory traffic
                         images = random_crop_flip(
                             _channels_first(images, "train_data images"),
                             config.crop_padding,

@@ -253,6 +253,51 @@ def test_fit_accepts_dataset_dataloader_and_float_tensors(data: tuple[np.ndarray
     assert "val_acc" in history[0]
 
 
+def test_dataset_and_dataloader_are_not_augmented_twice(
+    data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, labels = data
+    x = torch.from_numpy(images[:64]).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(labels[:64])
+    assert QUICK.augment
+
+    def loader() -> DataLoader[tuple[torch.Tensor, ...]]:
+        return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+
+    # a DataLoader brings its own transforms: the recipe's augmentation is not applied on top,
+    # so training with an augmenting recipe equals training with augmentation off
+    plain = _model()
+    fit(plain, loader(), recipe=dataclasses.replace(QUICK, augment=False), progress=False, seed=3)
+    default = _model()
+    fit(default, loader(), recipe=QUICK, progress=False, seed=3)
+    assert all(torch.equal(v, default.state_dict()[k]) for k, v in plain.state_dict().items())
+
+    import prunesafe.models.training as training
+
+    calls: list[int] = []
+    original = training.random_crop_flip
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training, "random_crop_flip", spy)
+
+    def n_calls(train_data: object, **kwargs: object) -> int:
+        calls.clear()
+        fit(_model(), train_data, recipe=QUICK, progress=False, **kwargs)  # type: ignore[arg-type]
+        return len(calls)
+
+    assert n_calls((images[:64], labels[:64])) == 2  # arrays: the recipe augments (64 / 32 batches)
+    assert n_calls((x, y)) == 2
+    assert n_calls(TensorDataset(x, y)) == 0
+    assert n_calls(loader()) == 0
+    assert n_calls(loader(), augment=True) == 4  # forced: 64 / 16 batches
+    assert n_calls((images[:64], labels[:64]), augment=False) == 0
+    with pytest.raises(TypeError, match="augment must be True, False or None"):
+        fit(_model(), (images[:64], labels[:64]), recipe=QUICK, progress=False, augment="yes")  # type: ignore[arg-type]
+
+
 def test_epochs_override_rescales_milestones(data: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = data
     cfg = dataclasses.replace(BASELINE, batch_size=64, augment=False, lr=0.01)
