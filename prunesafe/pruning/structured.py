@@ -466,10 +466,11 @@ class ChannelPruner(_StructuredPruner):
 
     The ``ratio`` fraction of all *eligible* BN channels with the smallest ``|gamma|`` are
     removed (not of all BN channels: see :attr:`achieved_ratio_of_all`), across all layers at
-    once (layers with larger scaling factors keep more channels).  No layer is ever emptied: each keeps at least ``min_channels``; the next
-    smallest channels elsewhere are taken instead, so :attr:`achieved_ratio` (removed /
-    eligible BN channels) matches ``ratio`` up to rounding whenever that is possible.  Train
-    with the slimming regulariser (L1 on ``gamma``) first for the method to be meaningful.
+    once (layers with larger scaling factors keep more channels).  No layer is ever emptied:
+    each keeps at least ``min_channels``; the next smallest channels elsewhere are taken
+    instead, so :attr:`achieved_ratio` (removed / eligible BN channels) matches ``ratio`` up to
+    rounding whenever that is possible.  Train with the slimming regulariser (L1 on ``gamma``)
+    first for the method to be meaningful.
 
     Parameters
     ----------
