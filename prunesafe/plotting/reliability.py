@@ -107,10 +107,15 @@ def plot_reliability_diagram(
     if ax is None:
         if show_histogram:
             fig, (ax, hist_ax) = plt.subplots(
-                2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+                2,
+                1,
+                figsize=(5, 6),
+                sharex=True,
+                gridspec_kw={"height_ratios": [3, 1]},
+                layout="constrained",
             )
         else:
-            fig, ax = plt.subplots(figsize=(5, 5))
+            fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
     fig = ax.figure
     nonempty = data.count > 0
     lo, width = _bar_extents(data, nonempty)
