@@ -24,10 +24,11 @@ from prunesafe.models.cifar_resnet import (
     ShortcutType,
     ZeroPadShortcut,
     _blocks_per_stage,
-    _check_num_classes,
-    _check_shortcut,
+    _check_resnet_args,
+    _kaiming_init,
     _make_normalize,
     _make_shortcut,
+    _make_stages,
 )
 from prunesafe.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 
@@ -138,40 +139,16 @@ class CifarPreActResNet(nn.Module):
         std: Sequence[float] | None = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        _check_num_classes(num_classes)
-        if len(num_blocks) != 3 or any(int(b) < 1 for b in num_blocks):
-            raise ValueError(f"num_blocks must be three positive ints, got {tuple(num_blocks)}")
-        if block not in ("basic", "bottleneck"):
-            raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
-        shortcut = _check_shortcut(shortcut)
+        shortcut = _check_resnet_args(num_blocks, num_classes, block, shortcut)
         self.normalize: nn.Module = _make_normalize(mean, std)
         block_cls: type[PreActBasicBlock] | type[PreActBottleneck] = (
             PreActBasicBlock if block == "basic" else PreActBottleneck
         )
-        self.in_planes = 16
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
-        self.layer1 = self._make_layer(block_cls, 16, num_blocks[0], 1, shortcut)
-        self.layer2 = self._make_layer(block_cls, 32, num_blocks[1], 2, shortcut)
-        self.layer3 = self._make_layer(block_cls, 64, num_blocks[2], 2, shortcut)
-        self.bn = nn.BatchNorm2d(self.in_planes)
-        self.linear = nn.Linear(self.in_planes, num_classes)
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(module.weight)
-
-    def _make_layer(
-        self,
-        block_cls: type[PreActBasicBlock] | type[PreActBottleneck],
-        planes: int,
-        blocks: int,
-        stride: int,
-        shortcut: ShortcutType,
-    ) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        for s in [stride] + [1] * (blocks - 1):
-            layers.append(block_cls(self.in_planes, planes, s, shortcut))
-            self.in_planes = planes * block_cls.expansion
-        return nn.Sequential(*layers)
+        self.layer1, self.layer2, self.layer3, out_planes = _make_stages(block_cls, num_blocks, shortcut)
+        self.bn = nn.BatchNorm2d(out_planes)
+        self.linear = nn.Linear(out_planes, num_classes)
+        _kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(self.normalize(x))

@@ -13,7 +13,7 @@ He, Zhang, Ren, Sun. "Identity Mappings in Deep Residual Networks". ECCV 2016 (R
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -193,38 +193,14 @@ class CifarResNet(nn.Module):
         std: Sequence[float] | None = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        _check_num_classes(num_classes)
-        if len(num_blocks) != 3 or any(int(b) < 1 for b in num_blocks):
-            raise ValueError(f"num_blocks must be three positive ints, got {tuple(num_blocks)}")
-        if block not in ("basic", "bottleneck"):
-            raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
-        shortcut = _check_shortcut(shortcut)
+        shortcut = _check_resnet_args(num_blocks, num_classes, block, shortcut)
         self.normalize: nn.Module = _make_normalize(mean, std)
         block_cls: type[BasicBlock] | type[Bottleneck] = BasicBlock if block == "basic" else Bottleneck
-        self.in_planes = 16
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = self._make_layer(block_cls, 16, num_blocks[0], 1, shortcut)
-        self.layer2 = self._make_layer(block_cls, 32, num_blocks[1], 2, shortcut)
-        self.layer3 = self._make_layer(block_cls, 64, num_blocks[2], 2, shortcut)
-        self.linear = nn.Linear(64 * block_cls.expansion, num_classes)
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(module.weight)
-
-    def _make_layer(
-        self,
-        block_cls: type[BasicBlock] | type[Bottleneck],
-        planes: int,
-        blocks: int,
-        stride: int,
-        shortcut: ShortcutType,
-    ) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        for s in [stride] + [1] * (blocks - 1):
-            layers.append(block_cls(self.in_planes, planes, s, shortcut))
-            self.in_planes = planes * block_cls.expansion
-        return nn.Sequential(*layers)
+        self.layer1, self.layer2, self.layer3, out_planes = _make_stages(block_cls, num_blocks, shortcut)
+        self.linear = nn.Linear(out_planes, num_classes)
+        _kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(self.normalize(x))))
@@ -232,6 +208,45 @@ class CifarResNet(nn.Module):
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         logits: torch.Tensor = self.linear(out)
         return logits
+
+
+def _check_resnet_args(
+    num_blocks: Sequence[int], num_classes: object, block: object, shortcut: object
+) -> ShortcutType:
+    """Validate the arguments shared by the CIFAR ResNet classes; return the checked shortcut."""
+    _check_num_classes(num_classes)
+    if len(num_blocks) != 3 or any(int(b) < 1 for b in num_blocks):
+        raise ValueError(f"num_blocks must be three positive ints, got {tuple(num_blocks)}")
+    if block not in ("basic", "bottleneck"):
+        raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+    return _check_shortcut(shortcut)
+
+
+class _ResidualBlock(Protocol):
+    expansion: int
+
+    def __call__(self, in_planes: int, planes: int, stride: int, shortcut: ShortcutType) -> nn.Module: ...
+
+
+def _make_stages(
+    block_cls: _ResidualBlock, num_blocks: Sequence[int], shortcut: ShortcutType
+) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential, int]:
+    """The three stages (16/32/64 planes, strides 1/2/2) after a 16-channel stem, and their output width."""
+    stages: list[nn.Sequential] = []
+    in_planes = 16
+    for planes, stride, blocks in zip((16, 32, 64), (1, 2, 2), num_blocks, strict=True):
+        layers: list[nn.Module] = []
+        for s in [stride] + [1] * (int(blocks) - 1):
+            layers.append(block_cls(in_planes, planes, s, shortcut))
+            in_planes = planes * block_cls.expansion
+        stages.append(nn.Sequential(*layers))
+    return stages[0], stages[1], stages[2], in_planes
+
+
+def _kaiming_init(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight)
 
 
 def _check_num_classes(num_classes: object) -> None:
