@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from prunesafe.data.arrays import Transform
+from prunesafe.data.download import DownloadError
 
 __all__ = ["cifar_arrays", "load_cifar10", "load_cifar100"]
 
@@ -19,8 +20,17 @@ _URLS = {
 _FOLDERS = {"CIFAR10": "cifar-10-batches-py", "CIFAR100": "cifar-100-python"}
 
 
+#: Environment variables that override the download address (a mirror of the official archive).
+URL_ENV = {"CIFAR10": "PRUNESAFE_CIFAR10_URL", "CIFAR100": "PRUNESAFE_CIFAR100_URL"}
+
+
 def _load(
-    kind: str, root: str | os.PathLike[str], train: bool, download: bool, transform: Transform | None
+    kind: str,
+    root: str | os.PathLike[str],
+    train: bool,
+    download: bool,
+    transform: Transform | None,
+    url: str | None,
 ) -> Any:
     import torchvision
     from torchvision.transforms import ToTensor
@@ -28,9 +38,21 @@ def _load(
     cls = getattr(torchvision.datasets, kind)
     if transform is not None and not callable(transform):
         raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
+    if url is not None and not isinstance(url, str):
+        raise TypeError(f"url must be a str (the archive's address) or None, got {type(url).__name__}")
+    url = url or os.environ.get(URL_ENV[kind]) or None
+    if url is not None:  # same archive (same checksums) from a mirror
+        cls = type(cls.__name__, (cls,), {"url": url})
     pipeline: Any = ToTensor() if transform is None else _Compose(ToTensor(), transform)
     try:
         return cls(root=os.fspath(root), train=train, download=download, transform=pipeline)
+    except OSError as exc:  # urllib errors: no network, refused connection, HTTP error
+        source = url or _URLS[kind]
+        raise DownloadError(
+            f"could not download {kind} from {source} ({exc}). Without network, download "
+            f"{source} elsewhere and extract it so that {os.fspath(root)}/{_FOLDERS[kind]}/ exists, "
+            "then call again with download=False"
+        ) from exc
     except RuntimeError as exc:
         if download:
             raise
@@ -56,6 +78,7 @@ def load_cifar10(
     train: bool = False,
     download: bool = False,
     transform: Transform | None = None,
+    url: str | None = None,
 ) -> Any:
     """The clean CIFAR-10 split as a ``torchvision.datasets.CIFAR10``.
 
@@ -69,6 +92,10 @@ def load_cifar10(
         Download from the official site when missing (needs network).
     transform : callable, optional
         Applied to the float32 CHW tensor in ``[0, 1]`` (items are that tensor without it).
+    url : str, optional
+        Download address of ``cifar-10-python.tar.gz`` instead of the official one (a mirror; the
+        archive must be byte-identical, its md5 is checked).  Default: the environment variable
+        ``PRUNESAFE_CIFAR10_URL``, else the official site.
 
     Returns
     -------
@@ -84,7 +111,7 @@ def load_cifar10(
     ...
     FileNotFoundError: CIFAR10 not found or corrupted in ...
     """
-    return _load("CIFAR10", root, train, download, transform)
+    return _load("CIFAR10", root, train, download, transform, url)
 
 
 def load_cifar100(
@@ -93,8 +120,11 @@ def load_cifar100(
     train: bool = False,
     download: bool = False,
     transform: Transform | None = None,
+    url: str | None = None,
 ) -> Any:
     """The clean CIFAR-100 split as a ``torchvision.datasets.CIFAR100`` (see :func:`load_cifar10`).
+
+    ``url`` defaults to the environment variable ``PRUNESAFE_CIFAR100_URL``, else the official site.
 
     Examples
     --------
@@ -104,7 +134,7 @@ def load_cifar100(
     ...
     FileNotFoundError: CIFAR100 not found or corrupted in ...
     """
-    return _load("CIFAR100", root, train, download, transform)
+    return _load("CIFAR100", root, train, download, transform, url)
 
 
 def cifar_arrays(dataset: Any) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
