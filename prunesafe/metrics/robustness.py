@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunesafe._utils import module_device
 from prunesafe.data.arrays import BatchBuffers, _as_int64_labels, _as_uint8_nhwc
 from prunesafe.data.corruptions import (
     CIFAR10C,
@@ -188,14 +189,6 @@ def _coerce(row: Mapping[str, Any], where: str) -> RobustnessRecord:
 # ----------------------------------------------------------------------------------------------
 # evaluation
 # ----------------------------------------------------------------------------------------------
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
-
-
 def _clean_arrays(clean: Any) -> tuple[Any, torch.Tensor]:
     """``clean`` -> (uint8 NHWC array/tensor, int64 labels)."""
     if isinstance(clean, tuple) and len(clean) == 2:
@@ -333,7 +326,7 @@ def evaluate_corruptions(
     n_bins = check_n_bins(n_bins)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    model_dev = _model_device(model)
+    model_dev = module_device(model)
     dev = torch.device(device) if device is not None else model_dev
     if dev.type != model_dev.type or (dev.index is not None and dev.index != model_dev.index):
         raise ValueError(f"model is on {model_dev} but device={dev}; call model.to({str(dev)!r}) first")

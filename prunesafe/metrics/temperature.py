@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from prunesafe._utils import module_device
 from prunesafe.metrics._checks import InputKind
 from prunesafe.metrics.calibration import _prepare
 
@@ -191,11 +192,7 @@ class TemperatureScaledModel(nn.Module):
         >>> float(scaled.temperature) > 0
         True
         """
-        if device is None:
-            first = next(iter(model.parameters()), None)
-            dev = first.device if first is not None else torch.device("cpu")
-        else:
-            dev = torch.device(device)
+        dev = module_device(model) if device is None else torch.device(device)
         iterator: Iterable[Any] = loader
         if progress:
             from tqdm.auto import tqdm

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
+from prunesafe._utils import module_device
 from prunesafe.models.normalization import Normalize
 
 __all__ = [
@@ -450,14 +451,6 @@ def random_crop_flip(
 # fit / evaluate
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for param in model.parameters():
-        return param.device
-    for buffer in model.buffers():
-        return buffer.device
-    return torch.device("cpu")
-
-
 def _model_dtype(model: nn.Module) -> torch.dtype:
     for tensor in model.parameters():
         if tensor.is_floating_point():
@@ -495,7 +488,7 @@ def _check_labels(logits: torch.Tensor, top: int | None, name: str) -> None:
 
 def _check_device(device: str | torch.device | None, model: nn.Module) -> torch.device:
     if device is None:
-        return _model_device(model)
+        return module_device(model)
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunesafe._utils import as_input_tuple, module_device
 from prunesafe.pruning.base import Pruner, get_pruner, registered_pruners
 
 __all__ = ["PruningRecord", "copy_model", "get_record", "prune_model"]
@@ -159,18 +160,9 @@ def _validate_example_inputs(example_inputs: Any, model: nn.Module) -> Any:
     """Turn numpy arrays into tensors on the model's device; tuples stay tuples."""
     if example_inputs is None:
         return None
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if isinstance(example_inputs, np.ndarray):
-        example_inputs = torch.from_numpy(example_inputs)
-    if isinstance(example_inputs, torch.Tensor):
-        return example_inputs.to(device)
-    if isinstance(example_inputs, (tuple, list)):
-        items = [torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in example_inputs]
-        return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in items)
-    raise TypeError(
-        "example_inputs must be a tensor, a numpy array or a tuple of them, got "
-        f"{type(example_inputs).__name__}; pass e.g. example_inputs=torch.randn(1, 3, 32, 32)"
-    )
+    inputs = as_input_tuple(example_inputs, module_device(model))
+    single = isinstance(example_inputs, (torch.Tensor, np.ndarray))
+    return inputs[0] if single else inputs
 
 
 def _build_pruner(method: Any, ratio: float | None, options: dict[str, Any]) -> Pruner:

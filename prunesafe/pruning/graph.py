@@ -58,6 +58,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import nn
 
+from prunesafe._utils import as_input_tuple
 from prunesafe.models.cifar_resnet import ZeroPadShortcut
 
 __all__ = [
@@ -490,16 +491,7 @@ def _as_input_tuple(example_inputs: Any) -> tuple[Any, ...]:
             "example_inputs is required for structured pruning (the model is traced with it): pass "
             "example_inputs=torch.rand(1, 3, 32, 32) or a tuple of the forward's positional inputs"
         )
-    if isinstance(example_inputs, np.ndarray):
-        example_inputs = torch.from_numpy(example_inputs)
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
-    if isinstance(example_inputs, (tuple, list)):
-        return tuple(torch.from_numpy(v) if isinstance(v, np.ndarray) else v for v in example_inputs)
-    raise TypeError(
-        "example_inputs must be a tensor, a numpy array or a tuple of the forward's positional inputs, "
-        f"got {type(example_inputs).__name__}"
-    )
+    return as_input_tuple(example_inputs)
 
 
 class ChannelGraph:

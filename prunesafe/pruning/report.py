@@ -35,10 +35,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from prunesafe._utils import as_input_tuple, module_device
 from prunesafe.pruning.api import get_record
 
 __all__ = ["LayerReport", "PruningReport", "count_macs", "pruning_report"]
@@ -72,18 +72,13 @@ def _nonzero_parameters(model: nn.Module) -> int:
 
 
 def _as_inputs(example_inputs: Any, model: nn.Module) -> tuple[Any, ...]:
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if isinstance(example_inputs, np.ndarray):
-        example_inputs = torch.from_numpy(example_inputs)
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs.to(device),)
-    if isinstance(example_inputs, (tuple, list)) and example_inputs:
-        items = [torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in example_inputs]
-        return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in items)
-    raise TypeError(
-        "example_inputs must be a tensor, a numpy array or a non-empty tuple of them, got "
-        f"{type(example_inputs).__name__}; pass e.g. example_inputs=torch.rand(1, 3, 32, 32)"
-    )
+    inputs = as_input_tuple(example_inputs, module_device(model))
+    if not inputs:
+        raise TypeError(
+            "example_inputs must be a tensor, a numpy array or a non-empty tuple of them, got an empty "
+            f"{type(example_inputs).__name__}; pass e.g. example_inputs=torch.rand(1, 3, 32, 32)"
+        )
+    return inputs
 
 
 @contextmanager
