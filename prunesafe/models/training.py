@@ -500,6 +500,16 @@ def _check_device(device: str | torch.device | None, model: nn.Module) -> torch.
     return dev
 
 
+def _place(
+    model: nn.Module, device: str | torch.device | None, data: Any, name: str
+) -> tuple[torch.device, torch.dtype, bool, _ArraySource | DataLoader[Any] | Dataset[Any]]:
+    """Move ``model`` to the checked device and wrap ``data`` for it (shared by fit and evaluate)."""
+    dev = _check_device(device, model)
+    model.to(dev)
+    check_range = _expects_unit_range(model)
+    return dev, _model_dtype(model), check_range, _make_source(data, name, check_range)
+
+
 def evaluate(
     model: nn.Module,
     data: DataLike,
@@ -539,11 +549,7 @@ def evaluate(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    dev = _check_device(device, model)
-    model.to(dev)
-    check_range = _expects_unit_range(model)
-    dtype = _model_dtype(model)
-    source = _make_source(data, "data", check_range)
+    dev, dtype, check_range, source = _place(model, device, data, "data")
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), dtype=torch.float64, device=dev)
@@ -661,11 +667,7 @@ def fit(
             raise TypeError(f"{name} must be callable(model) or None, got {type(fn).__name__}")
     if augment is not None and not isinstance(augment, bool):
         raise TypeError(f"augment must be True, False or None, got {type(augment).__name__}")
-    dev = _check_device(device, model)
-    model.to(dev)
-    check_range = _expects_unit_range(model)
-    dtype = _model_dtype(model)
-    source = _make_source(train_data, "train_data", check_range)
+    dev, dtype, check_range, source = _place(model, device, train_data, "train_data")
     if augment is None:  # a Dataset / DataLoader brings its own transforms: never augment it twice
         augment = config.augment and isinstance(source, _ArraySource)
     if val_data is not None:  # fail before training, not after the first epoch
