@@ -2,7 +2,7 @@
 
 from prunesafe.data.arrays import ArrayDataset, iter_batches, load_cifar10_arrays
 from prunesafe.data.cifar import cifar_arrays, load_cifar10, load_cifar100
-from prunesafe.data.corruptions import (
+from prunesafe.data.cifar_c import (
     ALL_CORRUPTIONS,
     BENCHMARK_CORRUPTIONS,
     CIFAR10C,

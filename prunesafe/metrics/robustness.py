@@ -32,7 +32,7 @@ from torch import nn
 
 from prunesafe._utils import module_device
 from prunesafe.data.arrays import BatchBuffers, _as_int64_labels, _as_uint8_nhwc
-from prunesafe.data.corruptions import (
+from prunesafe.data.cifar_c import (
     CIFAR10C,
     SEVERITIES,
     CorruptedCIFAR,

@@ -267,3 +267,15 @@ def test_pickling_reopens_memory_maps(cifar10c_sample_dir) -> None:
     for i in (0, 999, 1999):
         assert torch.equal(back[i][0], ds[i][0])
         assert back.source(i) == ds.source(i)
+
+
+def test_old_module_path_reexports_every_public_name():
+    import prunesafe.data.cifar_c as new
+    import prunesafe.data.corruptions as old
+
+    assert set(old.__all__) == set(new.__all__)
+    for name in new.__all__:
+        assert getattr(old, name) is getattr(new, name)
+    from prunesafe.data.corruptions import CIFAR10C as OldCIFAR10C
+
+    assert OldCIFAR10C is CIFAR10C
