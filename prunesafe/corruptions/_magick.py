@@ -1,0 +1,138 @@
+"""ImageMagick's motion blur (``MotionBlurImage``), batched in torch, without ImageMagick.
+
+The reference CIFAR-10-C script blurs ``motion_blur`` images and ``snow`` layers with Wand's
+``MagickMotionBlurImage(radius, sigma, angle)`` on an 8-bit PNG.  ImageMagick 6.9 / 7 (Q16) computes:
+
+* kernel width ``w = 2 * ceil(radius) + 1`` (``GetOptimalKernelWidth1D`` for ``radius > 0``);
+* one-sided Gaussian weights ``k_i ∝ exp(-i² / (2 sigma²))`` for ``i = 0 .. w-1``, normalised to sum 1;
+* tap ``i`` reads the pixel at column offset ``ceil(i cos(angle) - 0.5)`` and row offset
+  ``ceil(i sin(angle) - 0.5)`` (angle in degrees, rows pointing down), with the image edge replicated
+  outside (the default "edge" virtual-pixel method);
+* the weighted sum of the 16-bit quanta (``257 * value``, float64) is rounded to a 16-bit quantum
+  (``ClampToQuantum``) and the 8-bit PNG the reference decodes holds ``quantum // 257`` -- measured
+  against ImageMagick 6.9.11-60 Q16 (Debian): 0 differing pixels in 40 images x 8 (radius, sigma)
+  pairs x assorted angles, and every image of the CIFAR-10-C sample's ``motion_blur`` rows is
+  reproduced bit for bit by some angle in ``[-45, 45]`` (tests/corruptions/test_geometric.py).
+
+(ImageMagick before 6.8 rounded the offsets with ``(long)(v + 0.5)``, i.e. towards zero for negative
+offsets; the sample matches the ``ceil(v - 0.5)`` rule implemented here.)
+
+Examples
+--------
+>>> kernel_width(6.0, 1.0)
+13
+>>> motion_kernel(6.0, 1.0)[:3].round(4).tolist()
+[0.5703, 0.3459, 0.0772]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["kernel_width", "motion_blur", "motion_kernel", "motion_offsets"]
+
+_EPSILON = 1.0e-12  # ImageMagick's MagickEpsilon
+
+
+def kernel_width(radius: float, sigma: float) -> int:
+    """ImageMagick's ``GetOptimalKernelWidth1D(radius, sigma)``.
+
+    For ``radius > 0`` the width is ``2 * ceil(radius) + 1``; for ``radius == 0`` ImageMagick grows the
+    width until the outermost normalised weight drops below one 16-bit quantum.
+
+    Examples
+    --------
+    >>> kernel_width(9, 2.5), kernel_width(0, 1.0)
+    (19, 9)
+    """
+    if radius > _EPSILON:
+        return int(2.0 * math.ceil(radius) + 1.0)
+    gamma = abs(sigma)
+    if gamma <= _EPSILON:
+        return 3
+    alpha = 1.0 / (2.0 * gamma * gamma)
+    beta = 1.0 / (math.sqrt(2.0 * math.pi) * gamma)
+    width = 5
+    while True:
+        j = (width - 1) // 2
+        normalize = sum(math.exp(-(i * i) * alpha) * beta for i in range(-j, j + 1))
+        value = math.exp(-(j * j) * alpha) * beta / normalize
+        if value < 1.0 / 65535.0 or value < _EPSILON:
+            break
+        width += 2
+    return width - 2
+
+
+def motion_kernel(radius: float, sigma: float) -> np.ndarray:
+    """The normalised one-sided Gaussian weights of ``MotionBlurImage`` (float64, length ``kernel_width``).
+
+    Examples
+    --------
+    >>> round(float(motion_kernel(14, 12).sum()), 12)
+    1.0
+    """
+    width = kernel_width(radius, sigma)
+    s = sigma if abs(sigma) >= _EPSILON else _EPSILON
+    i = np.arange(width, dtype=np.float64)
+    k = np.exp(-(i * i) / (2.0 * s * s)) / (math.sqrt(2.0 * math.pi) * s)
+    return k / k.sum()  # type: ignore[no-any-return]
+
+
+def motion_offsets(width: int, angle: Tensor) -> tuple[Tensor, Tensor]:
+    """Integer (column, row) offsets of the ``width`` taps for each angle (degrees): two ``(N, width)`` int64.
+
+    Examples
+    --------
+    >>> dx, dy = motion_offsets(5, torch.tensor([0.0, 90.0, -45.0]))
+    >>> dx.tolist()
+    [[0, 1, 2, 3, 4], [0, 0, 0, 0, 0], [0, 1, 1, 2, 3]]
+    >>> dy.tolist()
+    [[0, 0, 0, 0, 0], [0, 1, 2, 3, 4], [0, -1, -1, -2, -3]]
+    """
+    a = angle.to(torch.float64).reshape(-1, 1) * (math.pi / 180.0)
+    px = width * torch.sin(a)
+    py = width * torch.cos(a)
+    norm = torch.hypot(px, py)
+    i = torch.arange(width, dtype=torch.float64, device=angle.device).reshape(1, -1)
+    dx = torch.ceil(i * py / norm - 0.5).long()
+    dy = torch.ceil(i * px / norm - 0.5).long()
+    return dx, dy
+
+
+def motion_blur(x: Tensor, radius: float, sigma: float, angle: Tensor) -> Tensor:
+    """Motion-blur 8-bit images like ImageMagick: ``(N, C, H, W)`` values in 0..255 → rounded 0..255.
+
+    ``x`` holds integer values (any float or integer dtype); ``angle`` is ``(N,)`` degrees, one per image.
+    Returns float32 integers in ``[0, 255]`` (what the reference decodes from ImageMagick's PNG).
+
+    Examples
+    --------
+    >>> img = torch.zeros(1, 1, 4, 4)
+    >>> img[0, 0, 1, 1] = 255
+    >>> motion_blur(img, 1.0, 1.0, torch.tensor([0.0]))[0, 0, 1].tolist()
+    [88.0, 146.0, 0.0, 0.0]
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    if angle.shape != (n,):
+        raise ValueError(f"angle must have shape ({n},), got {tuple(angle.shape)}")
+    kernel = motion_kernel(radius, sigma)
+    width = len(kernel)
+    dx, dy = motion_offsets(width, angle.to(x.device))
+    q = x.to(torch.float64).reshape(n, c, h * w) * 257.0
+    rows = torch.arange(h, device=x.device).reshape(1, h, 1)
+    cols = torch.arange(w, device=x.device).reshape(1, 1, w)
+    acc = torch.zeros((n, c, h * w), dtype=torch.float64, device=x.device)
+    for i in range(width):
+        r = (rows + dy[:, i].reshape(n, 1, 1)).clamp(0, h - 1)
+        cc = (cols + dx[:, i].reshape(n, 1, 1)).clamp(0, w - 1)
+        idx = (r * w + cc).reshape(n, 1, h * w).expand(n, c, h * w)
+        acc = acc + float(kernel[i]) * torch.gather(q, 2, idx)
+    quantum = torch.floor(acc + 0.5).clamp(0, 65535).long()
+    eight = torch.div(quantum, 257, rounding_mode="floor")
+    return eight.reshape(n, c, h, w).to(torch.float32)

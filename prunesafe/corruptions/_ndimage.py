@@ -1,0 +1,243 @@
+"""Batched torch versions of the scipy.ndimage / scikit-image operations the reference corruptions use.
+
+Private helpers for :mod:`prunesafe.corruptions.geometric` and :mod:`prunesafe.corruptions.weather`.
+Everything works on the last two dimensions (``H, W``) of a tensor with any leading dimensions, on any
+device, in the tensor's dtype (the corruption modules use float64 where the reference does).
+
+* :func:`gaussian_filter` -- ``skimage.filters.gaussian`` / ``scipy.ndimage.gaussian_filter`` on the two
+  spatial axes: the same kernel (``radius = int(truncate * sigma + 0.5)``, weights from numpy exactly as
+  scipy computes them), the same boundary modes and the same order of floating-point operations as
+  scipy's symmetric 1-D correlation (centre tap first, then the pairs from the outermost inwards), axis
+  ``H`` before axis ``W``.  In float64 the result is bit-identical to scipy's on the same machine class.
+* :func:`zoom_matrix` -- the linear operator of ``scipy.ndimage.zoom(order=1)`` along one axis.
+* :func:`map_coordinates_linear` -- ``scipy.ndimage.map_coordinates(order=1, mode="reflect")`` for one
+  (row, column) coordinate pair per output pixel.
+* :func:`to_reference_f64` / :func:`floor_safe_f32` -- exact ``uint8 / 255.`` recovery and a float32 cast
+  that keeps ``floor`` (the reference's final ``np.uint8`` truncation) unchanged.
+
+Examples
+--------
+>>> import torch
+>>> x = torch.zeros(1, 5, 5, dtype=torch.float64)
+>>> x[0, 2, 2] = 1.0
+>>> round(float(gaussian_filter(x, 1.0, mode="reflect").sum()), 6)
+1.0
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "BoundaryMode",
+    "boundary_index",
+    "floor_safe_f32",
+    "gaussian_filter",
+    "gaussian_weights",
+    "map_coordinates_linear",
+    "to_reference_f64",
+    "zoom_matrix",
+]
+
+#: scipy.ndimage boundary modes used by the reference: ``nearest`` (edge replicated), ``reflect``
+#: (half-sample symmetric, ``d c b a | a b c d``), ``mirror`` (whole-sample symmetric, OpenCV's
+#: ``BORDER_REFLECT_101``, ``d c b | a b c d``).
+BoundaryMode = Literal["nearest", "reflect", "mirror"]
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("nearest", "reflect", "mirror"):
+        raise ValueError(f"mode must be 'nearest', 'reflect' or 'mirror', got {mode!r}")
+
+
+def boundary_index(index: Tensor, n: int, mode: BoundaryMode) -> Tensor:
+    """Map integer positions (possibly outside ``[0, n)``) to in-range ones under a boundary ``mode``.
+
+    Examples
+    --------
+    >>> boundary_index(torch.arange(-3, 7), 4, "reflect").tolist()
+    [2, 1, 0, 0, 1, 2, 3, 3, 2, 1]
+    >>> boundary_index(torch.arange(-3, 7), 4, "mirror").tolist()
+    [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
+    """
+    _check_mode(mode)
+    if mode == "nearest":
+        return index.clamp(0, n - 1)
+    if mode == "reflect":
+        period = 2 * n
+        i = torch.remainder(index, period)
+        return torch.where(i >= n, period - 1 - i, i)
+    if n == 1:
+        return torch.zeros_like(index)
+    period = 2 * n - 2
+    i = torch.remainder(index, period)
+    return torch.where(i >= n, period - i, i)
+
+
+def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """The normalised 1-D Gaussian kernel scipy uses (float64, length ``2 * radius + 1``).
+
+    Examples
+    --------
+    >>> gaussian_weights(0.25).round(4).tolist()
+    [0.0003, 0.9993, 0.0003]
+    >>> len(gaussian_weights(0.05))
+    1
+    """
+    radius = int(truncate * float(sigma) + 0.5)
+    if radius == 0:
+        return np.ones(1, dtype=np.float64)
+    sigma2 = float(sigma) * float(sigma)
+    xs = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / sigma2 * xs**2)
+    return phi / phi.sum()  # type: ignore[no-any-return]
+
+
+def _filter_axis(x: Tensor, weights: np.ndarray, dim: int, mode: BoundaryMode) -> Tensor:
+    radius = (len(weights) - 1) // 2
+    if radius == 0:
+        return x * float(weights[0])
+    n = x.shape[dim]
+    idx = boundary_index(torch.arange(-radius, n + radius, device=x.device), n, mode)
+    padded = torch.index_select(x, dim, idx)
+    out = padded.narrow(dim, radius, n) * float(weights[radius])
+    for j in range(radius, 0, -1):
+        pair = padded.narrow(dim, radius - j, n) + padded.narrow(dim, radius + j, n)
+        out = out + pair * float(weights[radius + j])
+    return out
+
+
+def gaussian_filter(
+    x: Tensor, sigma: float, *, mode: BoundaryMode = "nearest", truncate: float = 4.0
+) -> Tensor:
+    """Gaussian filter over the last two dimensions, like ``scipy.ndimage.gaussian_filter``.
+
+    ``sigma`` is the standard deviation in pixels on both spatial axes (``sigma <= 1e-15`` leaves ``x``
+    unchanged, as scipy does); leading dimensions (images, channels) are not filtered.
+
+    Examples
+    --------
+    >>> x = torch.arange(16, dtype=torch.float64).reshape(1, 4, 4)
+    >>> torch.allclose(gaussian_filter(x, 0.0), x)
+    True
+    """
+    _check_mode(mode)
+    if sigma <= 1e-15:
+        return x.clone()
+    w = gaussian_weights(sigma, truncate)
+    return _filter_axis(_filter_axis(x, w, x.dim() - 2, mode), w, x.dim() - 1, mode)
+
+
+def zoom_matrix(n_in: int, zoom: float, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Operator ``Z`` (``n_out x n_in``) of ``scipy.ndimage.zoom(order=1)`` along one axis.
+
+    ``n_out = round(n_in * zoom)`` and output sample ``o`` reads input coordinate
+    ``o * (n_in - 1) / (n_out - 1)`` (scipy's default ``grid_mode=False``), linearly interpolated.
+
+    Examples
+    --------
+    >>> zoom_matrix(3, 1.0).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    >>> zoom_matrix(19, 1.75).shape
+    torch.Size([33, 19])
+    """
+    n_out = round(n_in * zoom)
+    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    coord = np.arange(n_out, dtype=np.float64) * scale
+    lo = np.floor(coord).astype(np.int64).clip(0, n_in - 1)
+    frac = coord - lo
+    hi = np.minimum(lo + 1, n_in - 1)
+    mat = np.zeros((n_out, n_in), dtype=np.float64)
+    rows = np.arange(n_out)
+    np.add.at(mat, (rows, lo), 1.0 - frac)
+    np.add.at(mat, (rows, hi), frac)
+    return torch.from_numpy(mat).to(dtype)
+
+
+def map_coordinates_linear(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Bilinear sampling with scipy's ``mode="reflect"`` (half-sample symmetric) boundary.
+
+    ``image`` is ``(N, C, H, W)``; ``rows`` and ``cols`` are ``(N, H, W)`` coordinates (float) of the
+    input pixel each output pixel reads, the same for every channel.  Like
+    ``map_coordinates(image, (rows, cols, channel), order=1, mode="reflect")`` on an HWC array.
+
+    Examples
+    --------
+    >>> img = torch.arange(4, dtype=torch.float64).reshape(1, 1, 1, 4).expand(1, 1, 4, 4)
+    >>> r = torch.zeros(1, 4, 4, dtype=torch.float64)
+    >>> c = torch.full((1, 4, 4), -1.2, dtype=torch.float64)
+    >>> round(float(map_coordinates_linear(img, r, c)[0, 0, 0, 0]), 6)
+    0.2
+    """
+    n, ch, h, w = image.shape
+
+    def reflect(coord: Tensor, size: int) -> Tensor:
+        period = 2.0 * size
+        c = torch.remainder(coord + 0.5, period)
+        c = torch.where(c >= size, period - c, c)
+        return c - 0.5
+
+    r = reflect(rows.to(image.dtype), h)
+    c = reflect(cols.to(image.dtype), w)
+    r0 = torch.floor(r)
+    c0 = torch.floor(c)
+    fr = r - r0
+    fc = c - c0
+    r0i = r0.long()
+    c0i = c0.long()
+    r_lo = r0i.clamp(0, h - 1)
+    r_hi = (r0i + 1).clamp(0, h - 1)
+    c_lo = c0i.clamp(0, w - 1)
+    c_hi = (c0i + 1).clamp(0, w - 1)
+    flat = image.reshape(n, ch, h * w)
+
+    def tap(ri: Tensor, ci: Tensor) -> Tensor:
+        idx = (ri * w + ci).reshape(n, 1, h * w).expand(n, ch, h * w)
+        return torch.gather(flat, 2, idx).reshape(n, ch, h, w)
+
+    fr_ = fr.unsqueeze(1)
+    fc_ = fc.unsqueeze(1)
+    top = tap(r_lo, c_lo) * (1.0 - fc_) + tap(r_lo, c_hi) * fc_
+    bottom = tap(r_hi, c_lo) * (1.0 - fc_) + tap(r_hi, c_hi) * fc_
+    return top * (1.0 - fr_) + bottom * fr_
+
+
+def to_reference_f64(x: Tensor) -> Tensor:
+    """``x`` (float in ``[0, 1]``) as the reference's float64 ``np.array(img) / 255.``.
+
+    Values within ``1e-3`` of a multiple of ``1/255`` (every float32 ``uint8 / 255``) are snapped to that
+    multiple, so uint8 input is reproduced exactly; other float input is kept as it is.
+
+    Examples
+    --------
+    >>> x = torch.tensor([128 / 255], dtype=torch.float32)
+    >>> bool(to_reference_f64(x)[0] == 128 / 255)
+    True
+    """
+    v = x.to(torch.float64) * 255.0
+    r = torch.round(v)
+    v = torch.where((v - r).abs() < 1e-3, r, v)
+    return v / 255.0
+
+
+def floor_safe_f32(v: Tensor) -> Tensor:
+    """Cast float64 ``v`` to float32 without changing ``floor(v)`` (the reference's uint8 truncation).
+
+    A float64 just below an integer (e.g. ``127.99999999999997``) rounds *up* to ``128.0`` in float32;
+    such values are moved to the next float32 below, so ``floor`` of the result equals ``floor(v)``.
+
+    Examples
+    --------
+    >>> v = torch.tensor([127.99999999999997, 3.25], dtype=torch.float64)
+    >>> torch.floor(floor_safe_f32(v)).tolist()
+    [127.0, 3.0]
+    """
+    v32 = v.to(torch.float32)
+    wrong = torch.floor(v32.to(torch.float64)) > torch.floor(v)
+    if bool(wrong.any()):
+        v32 = torch.where(wrong, torch.nextafter(v32, torch.full_like(v32, -float("inf"))), v32)
+    return v32
