@@ -10,7 +10,12 @@ import torchvision
 from torch import nn
 
 from prunesafe.models import ZeroPadShortcut, cifar_resnet
-from prunesafe.pruning.graph import ChannelGraph, build_channel_graph, register_channel_rule
+from prunesafe.pruning.graph import (
+    ChannelGraph,
+    build_channel_graph,
+    register_channel_rule,
+    unregister_channel_rule,
+)
 from prunesafe.pruning.structured import FilterPruner
 
 CIFAR_X = torch.rand(1, 3, 32, 32)
@@ -158,20 +163,42 @@ class PadChannels(nn.Module):
         return self.b(y) + self.d(self.c(x)).sum() * 0
 
 
-def test_raw_channel_pad_is_a_barrier():
-    model = PadChannels()
-    graph = build_channel_graph(model, torch.rand(1, 3, 8, 8))
+def test_raw_channel_pad_is_pruned_through_with_an_offset():
+    model = PadChannels().eval()
+    x = torch.rand(2, 3, 8, 8)
+    graph = build_channel_graph(model, x[:1])
     groups = {frozenset(_producer_names(graph, g)): g for g in graph.groups()}
-    assert not groups[frozenset({"a"})].prunable
-    assert "pad" in groups[frozenset({"a"})].reason
-    assert groups[frozenset({"c"})].prunable  # unaffected by the barrier
-    pruner = FilterPruner(0.5)
-    pruner.prune(model, example_inputs=torch.rand(1, 3, 8, 8))
-    assert model.a.out_channels == 4
-    assert model.c.out_channels == 2
-    assert pruner.pruned_modules == ["c", "d"]
-    with pytest.raises(ValueError, match="cannot be pruned"):
-        FilterPruner(0.5, layers=["a"]).prune(PadChannels(), example_inputs=torch.rand(1, 3, 8, 8))
+    assert groups[frozenset({"a"})].prunable  # channel j of `a` is input channel j + 1 of `b`
+    (a,) = [s for s in graph.slots if s.module_name == "a" and s.role == "producer"]
+    (b_in,) = [s for s in graph.slots if s.module_name == "b" and s.role == "consumer"]
+    np.testing.assert_array_equal(graph.labels[b_in.elements][1:5], graph.labels[a.elements])
+    with torch.no_grad():  # masked == removed: zero a's filters 0 and 2, then remove them
+        model.a.weight[[0, 2]] = 0
+        model.a.bias[[0, 2]] = 0
+        expected = model(x)
+    assert graph.remove(graph.labels[a.elements][[0, 2]]) == ["a", "b"]
+    assert (model.a.out_channels, model.b.in_channels) == (2, 4)
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-5)
+
+
+class PadInForward(nn.Module):
+    """Pads channels by hard-coded numbers on a residual stream: the pad channels stay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 6, 3, padding=1)
+        self.head = nn.Conv2d(6, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.pad(self.a(x), (0, 0, 0, 0, 1, 1)) + self.b(x))
+
+
+def test_hard_coded_channel_pad_on_a_sum_is_a_barrier():
+    graph = build_channel_graph(PadInForward(), torch.rand(1, 3, 8, 8))
+    (group,) = [g for g in graph.groups() if _producer_names(graph, g) == {"a", "b"}]
+    assert not group.prunable
+    assert "pads channels by a hard-coded amount" in group.reason
 
 
 class SharedConv(nn.Module):
@@ -219,12 +246,23 @@ class ScaleNet(nn.Module):
         return self.b(self.scale(self.a(x)))
 
 
-def test_custom_module_without_rule_is_barrier_then_rule_makes_it_prunable():
+def test_per_channel_parameter_in_a_traced_forward_is_sliced():
+    x = torch.rand(2, 3, 8, 8)
+    model = ScaleNet().eval()
+    with torch.no_grad():
+        model.a.weight[[1, 4, 6]] = 0
+        model.a.bias[[1, 4, 6]] = 0
+        gain = model.scale.gain.detach().clone()
+        expected = model(x)
+    FilterPruner(0.375).prune(model, example_inputs=x[:1])
+    assert model.scale.gain.shape == (5, 1, 1)  # x * gain: gain's channels follow a's filters
+    torch.testing.assert_close(model.scale.gain.detach(), gain[[0, 2, 3, 5, 7]])
+    assert model.b.in_channels == 5
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-6)
+
+
+def test_untraceable_custom_module_is_barrier_then_rule_makes_it_prunable():
     x = torch.rand(1, 3, 8, 8)
-    model = ScaleNet()
-    graph = build_channel_graph(model, x)
-    (group,) = [g for g in graph.groups() if _producer_names(graph, g) == {"a"}]
-    assert not group.prunable  # x * (C,1,1) parameter: channels of an untracked tensor
 
     class RuledScale(Scale):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,21 +270,31 @@ def test_custom_module_without_rule_is_barrier_then_rule_makes_it_prunable():
                 raise ValueError("4-D input expected")
             return x * self.gain
 
+    model = ScaleNet()
+    model.scale = RuledScale(8)
+    with pytest.warns(UserWarning, match="could not be traced"):
+        graph = build_channel_graph(model, x)
+    (group,) = [g for g in graph.groups() if _producer_names(graph, g) == {"a"}]
+    assert not group.prunable
+    assert "cannot be traced" in group.reason
+
     def rule(module: nn.Module, ctx) -> None:
         ctx.tie(ctx.inputs[0], ctx.output)
         ctx.add_slot("passthrough", ctx.output, tensors=[("gain", 0)])
 
     register_channel_rule(RuledScale, rule, preserves_shape=True)
-    model.scale = RuledScale(8)
-    model.eval()
-    with torch.no_grad():
-        model.a.weight[:3] = 0
-        model.a.bias[:3] = 0
-        expected = model(x)
-    FilterPruner(0.375).prune(model, example_inputs=x)
-    assert model.scale.gain.shape == (5, 1, 1)
-    assert model.b.in_channels == 5
-    torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-6)
+    try:
+        model.eval()
+        with torch.no_grad():
+            model.a.weight[:3] = 0
+            model.a.bias[:3] = 0
+            expected = model(x)
+        FilterPruner(0.375).prune(model, example_inputs=x)
+        assert model.scale.gain.shape == (5, 1, 1)
+        assert model.b.in_channels == 5
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-6)
+    finally:
+        unregister_channel_rule(RuledScale)
 
 
 class DataDependent(nn.Module):
