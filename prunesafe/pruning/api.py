@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,12 +46,17 @@ def _plain(value: Any) -> Any:
 class PruningRecord:
     """What ``prune_model`` did, attached to the pruned model as ``model.prunesafe_pruning``.
 
+    The number to read first is :attr:`achieved_ratio_of_all`: the fraction of ALL the model's
+    ``unit`` (every conv filter, every BN channel, every conv weight) that this call removed.
+    ``str(record)`` and :meth:`to_dict` lead with it.
+
     Attributes
     ----------
     method : str
         Registered name of the pruner.
     ratio : float
-        Ratio asked for.
+        Ratio asked for (with a ratio mapping: the unit-weighted mean of the asked per-layer ratios
+        over the pruned layers; the mapping itself is :attr:`ratio_map`).
     achieved_ratio : float
         Fraction of ``unit`` actually removed (or masked).
     unit : str
@@ -67,12 +73,27 @@ class PruningRecord:
         when the pruner does not report it.
     eligible_fraction : float or None
         Fraction of the model's ``unit`` that was eligible (``None`` when not reported).
+    ratio_map : dict or None
+        The ``{layer name or glob pattern: ratio}`` mapping passed as ``ratio`` (``None`` for a float).
+    unit_layers : list of str
+        The layers whose units ``ratio`` and ``achieved_ratio`` count (eligible convs / BNs / targeted
+        weights), so that :func:`~prunesafe.pruning.pruning_report` can count them itself.
+    notes : list of str
+        Warnings of the run: few eligible units, constant ``|gamma|``, ``min_channels`` shortfall,
+        verification skipped.
+    verified : bool or None
+        Whether ``verify`` checked the removed model against the masked original (``None``:
+        the method has nothing to verify, e.g. masks).
 
     Examples
     --------
     >>> rec = PruningRecord("unstructured", 0.5, 0.5, "weights", {}, ["conv"])
     >>> PruningRecord.from_dict(rec.to_dict()) == rec
     True
+    >>> rec = PruningRecord("filter", 0.5, 0.5, "filters", achieved_ratio_of_all=0.244,
+    ...                     eligible_fraction=0.49)
+    >>> print(rec)
+    filter: 24.40% of ALL filters removed (49.00% eligible; 50.00% of those, 0.5 asked)
     """
 
     method: str
@@ -84,11 +105,29 @@ class PruningRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     achieved_ratio_of_all: float | None = None
     eligible_fraction: float | None = None
+    ratio_map: dict[str, float] | None = None
+    unit_layers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    verified: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A dict of plain Python types (JSON- and ``torch.load(weights_only=True)``-safe)."""
-        out: dict[str, Any] = _plain(asdict(self))
+        """Plain Python types (JSON- and ``torch.load(weights_only=True)``-safe), all-units fraction first."""
+        plain: dict[str, Any] = _plain(asdict(self))
+        first = ["method", "unit", "achieved_ratio_of_all", "eligible_fraction", "achieved_ratio", "ratio"]
+        out = {k: plain[k] for k in first}
+        out.update({k: v for k, v in plain.items() if k not in out})
         return out
+
+    def __str__(self) -> str:
+        asked = self.ratio_map if self.ratio_map is not None else self.ratio
+        if self.achieved_ratio_of_all is None:
+            removed = f"{self.achieved_ratio:.2%} of the targeted {self.unit} removed"
+            return f"{self.method}: {removed} ({asked} asked)"
+        eligible = "" if self.eligible_fraction is None else f"{self.eligible_fraction:.2%} eligible; "
+        return (
+            f"{self.method}: {self.achieved_ratio_of_all:.2%} of ALL {self.unit} removed "
+            f"({eligible}{self.achieved_ratio:.2%} of those, {asked} asked)"
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PruningRecord:
@@ -103,6 +142,12 @@ class PruningRecord:
             history=list(data.get("history", [])),
             achieved_ratio_of_all=_optional_float(data.get("achieved_ratio_of_all")),
             eligible_fraction=_optional_float(data.get("eligible_fraction")),
+            ratio_map=None
+            if data.get("ratio_map") is None
+            else {str(k): float(v) for k, v in dict(data["ratio_map"]).items()},
+            unit_layers=[str(n) for n in data.get("unit_layers", [])],
+            notes=[str(n) for n in data.get("notes", [])],
+            verified=None if data.get("verified") is None else bool(data["verified"]),
         )
 
 
@@ -165,12 +210,16 @@ def _validate_example_inputs(example_inputs: Any, model: nn.Module) -> Any:
     return inputs[0] if single else inputs
 
 
-def _build_pruner(method: Any, ratio: float | None, options: dict[str, Any]) -> Pruner:
+def _build_pruner(method: Any, ratio: float | Mapping[str, float] | None, options: dict[str, Any]) -> Pruner:
     if isinstance(method, Pruner):
         if options:
             raise TypeError(
                 f"options {sorted(options)} were given together with a Pruner instance; "
                 "pass them to the pruner's constructor instead"
+            )
+        if isinstance(ratio, Mapping):
+            raise TypeError(
+                "a ratio mapping cannot be combined with a Pruner instance; pass it to its constructor"
             )
         if ratio is not None and float(ratio) != method.ratio:
             raise ValueError(
@@ -189,8 +238,13 @@ def _build_pruner(method: Any, ratio: float | None, options: dict[str, Any]) -> 
         )
     if ratio is None:
         raise TypeError("ratio is required: the fraction in [0, 1) of the method's unit to remove")
+    if isinstance(ratio, Mapping) and not _takes_mapping(cls):
+        raise TypeError(
+            f"pruning method {cls.name or cls.__name__!r} takes one float ratio, not a per-layer mapping "
+            '(mappings {layer name or glob: ratio} work with "filter", "channel" and "unstructured")'
+        )
     try:
-        return cls(ratio, **options)
+        return cls(ratio, **options)  # type: ignore[arg-type]  # a mapping only where __init__ takes one
     except TypeError as err:
         accepted = [
             p.name
@@ -206,13 +260,20 @@ def _build_pruner(method: Any, ratio: float | None, options: dict[str, Any]) -> 
         raise
 
 
+def _takes_mapping(cls: type[Pruner]) -> bool:
+    """Whether the pruner's ``ratio`` annotation admits a mapping (the built-in pruners' do)."""
+    first = list(inspect.signature(cls.__init__).parameters.values())[1]
+    return "Mapping" in str(first.annotation)
+
+
 def prune_model(
     model: nn.Module,
     method: str | Pruner | type[Pruner],
-    ratio: float | None = None,
+    ratio: float | Mapping[str, float] | None = None,
     *,
     example_inputs: Any = None,
     inplace: bool = False,
+    verify: bool | None = None,
     **options: Any,
 ) -> nn.Module:
     """Prune ``model`` with a registered method and return the pruned model.
@@ -225,13 +286,27 @@ def prune_model(
         ``"unstructured"`` (L1 magnitude, masks), ``"filter"`` (L1-norm filters, Li et al.
         2017), ``"channel"`` (network slimming on BN γ, Liu et al. 2017) or any name added
         with :func:`~prunesafe.pruning.register_pruner`.
-    ratio : float
+    ratio : float or mapping of str to float
         Fraction in ``[0, 1)`` of the method's unit to remove (weights, filters or BN
-        channels).  May be left out only when ``method`` is a Pruner instance.
+        channels) -- of each selected layer ("filter", ``scope="layerwise"``), of all targeted
+        weights ("unstructured"), of all BN channels ("channel").  Or a mapping from qualified
+        layer names / glob patterns to ratios, e.g. ``{"layer1.*.conv1": 0.5, "layer2.*.conv1":
+        0.4, "layer1.8.conv1": 0}``: every layer gets the ratio of the *last* key matching it,
+        unmatched layers (and ratio 0) are skipped.  May be left out only when ``method`` is a
+        Pruner instance.  The count is ``round(ratio * n)`` (half to even, as
+        :mod:`torch.nn.utils.prune`) with ``selection="topk"`` (default), or Liu et al.'s rule
+        "keep scores > sorted[floor(n * ratio)]" with ``selection="threshold"``.
     example_inputs : tensor, numpy array or tuple, optional
         An input batch for tracing; required by the structured methods.
     inplace : bool, default False
         Prune ``model`` itself instead of a copy.
+    verify : bool or None, default None
+        Structured methods: run the pruned model and the original with the removed channels
+        zeroed on ``example_inputs`` and raise
+        :class:`~prunesafe.pruning.structured.PruningVerificationError` when they differ (a wrong
+        channel rule).  ``None`` (auto) verifies when it is cheap and meaningful: up to 50 M
+        parameters and no normalisation across channels (LayerNorm, GroupNorm).  Methods without
+        removal (masks) have nothing to verify.
     **options
         Keyword options of the method, e.g. ``scope="layerwise"`` or ``include_linear=True``
         for ``"unstructured"``.
@@ -265,6 +340,16 @@ def prune_model(
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}")
     pruner = _build_pruner(method, ratio, options)
+    if verify is not None:
+        if not isinstance(verify, bool):
+            raise TypeError(f"verify must be True, False or None (auto), got {verify!r}")
+        if hasattr(pruner, "verify"):
+            pruner.verify = verify
+        elif verify and pruner.requires_example_inputs:
+            raise ValueError(
+                f"verify=True: pruning method {pruner.name!r} does not support verification (it has no "
+                "'verify' attribute); pass verify=False or leave it out"
+            )
     if pruner.requires_example_inputs and example_inputs is None:
         raise ValueError(
             f"pruning method {pruner.name!r} traces the model and needs example_inputs: pass "
@@ -295,9 +380,18 @@ def prune_model(
         history=history,
         achieved_ratio_of_all=_optional_float(getattr(pruner, "achieved_ratio_of_all", None)),
         eligible_fraction=_optional_float(getattr(pruner, "eligible_fraction", None)),
+        ratio_map=getattr(pruner, "ratio_map", None),
+        unit_layers=[str(n) for n in getattr(pruner, "unit_layers", [])],
+        notes=[str(n) for n in getattr(pruner, "notes", [])],
+        verified=_verified(pruner),
     )
     setattr(pruned, RECORD_ATTRIBUTE, record)
     return pruned
+
+
+def _verified(pruner: Pruner) -> bool | None:
+    value = getattr(pruner, "verified", None)
+    return value if isinstance(value, bool) else None
 
 
 def _options_of(pruner: Pruner, given: dict[str, Any]) -> dict[str, Any]:

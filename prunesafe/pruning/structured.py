@@ -45,29 +45,59 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from fnmatch import fnmatchcase
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from prunesafe._utils import as_input_tuple
+from prunesafe.pruning._ratios import (
+    Selection,
+    count_to_remove,
+    is_pattern,
+    resolve_ratio_map,
+    threshold_index,
+    validate_ratio,
+    validate_selection,
+)
 from prunesafe.pruning.base import Pruner, register_pruner
 from prunesafe.pruning.graph import ChannelGraph, ChannelGroup, SlotRole, build_channel_graph
 from prunesafe.pruning.importance import Norm, bn_scaling_factors, component_scores, filter_norms
 
-__all__ = ["ChannelPruner", "Coupling", "FilterPruner", "LayerSelection"]
+__all__ = [
+    "MIN_ELIGIBLE_FRACTION",
+    "VERIFY_MAX_PARAMETERS",
+    "ChannelPruner",
+    "Coupling",
+    "FilterPruner",
+    "LayerSelection",
+    "PruningVerificationError",
+    "ThresholdScope",
+]
 
 Coupling = Literal["exclude", "together"]
+#: Population of ``"channel"``'s global threshold: ALL BatchNorm channels (Liu et al.) or the eligible ones.
+ThresholdScope = Literal["all", "eligible"]
+#: Without an explicit selection (``layers=`` / a ratio mapping), warn when fewer units are eligible.
+MIN_ELIGIBLE_FRACTION = 0.25
+#: ``verify=None`` (auto) checks removed == masked only for models with at most this many parameters.
+VERIFY_MAX_PARAMETERS = 50_000_000
+#: Layers that normalise ACROSS channels: removing a channel there legitimately differs from zeroing it.
+_CROSS_CHANNEL_NORMS: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+
+
+class PruningVerificationError(ValueError):
+    """The pruned model disagrees with the masked original on ``example_inputs`` (``verify=True``)."""
+
+
 LayerSelection = Sequence[str] | Callable[[str, nn.Module], bool] | None
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
-
-
-def _round_half_up(x: float) -> int:
-    return math.floor(x + 0.5 + 1e-9)
 
 
 class _StructuredPruner(Pruner):
@@ -82,13 +112,35 @@ class _StructuredPruner(Pruner):
 
     def __init__(
         self,
-        ratio: float,
+        ratio: float | Mapping[str, float],
         *,
         coupling: Coupling = "exclude",
         layers: LayerSelection = None,
         min_channels: int = 1,
+        selection: Selection = "topk",
+        verify: bool | None = None,
     ) -> None:
-        super().__init__(ratio)
+        parsed = validate_ratio(ratio)
+        #: ``{layer name or glob: ratio}`` when ``ratio`` was a mapping (else ``None``).
+        self.ratio_map: dict[str, float] | None = parsed if isinstance(parsed, dict) else None
+        if self.ratio_map is not None and layers is not None:
+            raise TypeError(
+                "give either a ratio mapping or layers=, not both: the mapping's keys select the layers "
+                "(a ratio of 0 skips one)"
+            )
+        # with a mapping, ``ratio`` becomes the unit-weighted mean asked ratio once prune() knows the layers
+        super().__init__(max(parsed.values()) if isinstance(parsed, dict) else parsed)
+        self.selection: Selection = validate_selection(selection)
+        if verify is not None and not isinstance(verify, bool):
+            raise TypeError(f"verify must be True, False or None (auto), got {verify!r}")
+        self.verify = verify
+        self._layer_ratio: dict[str, float] = {}
+        #: Set by :meth:`prune`: the layers whose units ``ratio`` counted (eligible convs / BNs).
+        self.unit_layers: list[str] = []
+        #: Set by :meth:`prune`: warnings and shortfalls of the run (also issued as ``UserWarning``).
+        self.notes: list[str] = []
+        #: Set by :meth:`prune`: whether removed == masked was checked on ``example_inputs``.
+        self.verified: bool = False
         if coupling not in ("exclude", "together"):
             raise ValueError(f'coupling must be "exclude" or "together", got {coupling!r}')
         if isinstance(layers, str):
@@ -129,6 +181,10 @@ class _StructuredPruner(Pruner):
 
     # ------------------------------------------------------------------ selection
     def _selected_names(self, model: nn.Module) -> set[str] | None:
+        if self.ratio_map is not None:
+            names = [n for n, m in model.named_modules() if isinstance(m, self._layer_types)]
+            self._layer_ratio = resolve_ratio_map(self.ratio_map, names)
+            return set(self._layer_ratio)
         if self.layers is None:
             return None
         candidates = {n: m for n, m in model.named_modules() if isinstance(m, self._layer_types)}
@@ -169,10 +225,11 @@ class _StructuredPruner(Pruner):
             names = sorted({graph.slots[i].module_name for i in unit_slots})
             reason = self._group_reason(graph, group)
             if not reason and selected is not None and not all(n in selected for n in names):
+                by = "the ratio mapping" if self.ratio_map is not None else "layers="
                 reason = (
-                    f"coupled group {names} is only partly selected by layers= (select all of them)"
+                    f"coupled group {names} is only partly selected by {by} (select all of them)"
                     if any(n in selected for n in names)
-                    else "not selected by layers="
+                    else f"not selected by {by}"
                 )
             if reason:
                 for n in names:
@@ -187,7 +244,49 @@ class _StructuredPruner(Pruner):
             if refused:
                 detail = "; ".join(f"{n!r}: {r}" for n, r in refused.items())
                 raise ValueError(f"layers: these {self._layer_kind}s cannot be pruned -- {detail}")
+        if self.ratio_map is not None:
+            self._check_ratio_map(graph, eligible, reasons)
         return eligible, reasons
+
+    def _check_ratio_map(
+        self, graph: ChannelGraph, eligible: list[ChannelGroup], reasons: dict[str, str]
+    ) -> None:
+        """Exact keys must be prunable, a pattern must reach one prunable layer, a group needs one ratio."""
+        assert self.ratio_map is not None
+        in_groups = {graph.slots[i].module_name for g in eligible for i in self._unit_slots(g)}
+        decided: dict[str, list[str]] = {}
+        for name in self._layer_ratio:
+            winner = [k for k in self.ratio_map if fnmatchcase(name, k)][-1]
+            decided.setdefault(winner, []).append(name)
+        problems: dict[str, str] = {}
+        for key, names in decided.items():
+            if is_pattern(key):
+                if not any(n in in_groups for n in names):
+                    problems[key] = (
+                        f"matches only layers that cannot be pruned, e.g. {names[0]!r}: "
+                        + reasons.get(names[0], self._not_a_unit_reason())
+                    )
+            elif key not in in_groups:
+                problems[key] = reasons.get(key, self._not_a_unit_reason())
+        if problems:
+            detail = "; ".join(f"{k!r}: {r}" for k, r in problems.items())
+            raise ValueError(f"ratio mapping: these keys select nothing prunable -- {detail}")
+        for group in eligible:
+            self._group_ratio(graph, group)
+
+    def _group_ratio(self, graph: ChannelGraph, group: ChannelGroup) -> float:
+        """The ratio asked for one group (the same for every unit layer of a coupled group)."""
+        if self.ratio_map is None:
+            return self.ratio
+        names = sorted({graph.slots[i].module_name for i in self._unit_slots(group)})
+        values = {self._layer_ratio[n] for n in names if n in self._layer_ratio}
+        if len(values) != 1:
+            detail = ", ".join(f"{n}: {self._layer_ratio.get(n, 0.0)}" for n in names)
+            raise ValueError(
+                f"ratio mapping: the coupled {self._layer_kind}s {names} share their channels and are pruned "
+                f"together, so they need one ratio (got {detail})"
+            )
+        return values.pop()
 
     def _not_a_unit_reason(self) -> str:
         return "not an independent producer of channels (e.g. a depthwise conv follows its input's channels)"
@@ -254,6 +353,26 @@ class _StructuredPruner(Pruner):
     ) -> IntArray:
         raise NotImplementedError
 
+    def _choose_in_group(
+        self, comps: IntArray, ratio: float, score: FloatArray, weight: IntArray
+    ) -> IntArray:
+        """The channels of one group to remove at ``ratio`` (units counted with ``weight``)."""
+        comps = comps[weight[comps] > 0]
+        w = weight[comps]
+        if ratio <= 0 or not len(comps):
+            return np.zeros(0, dtype=np.int64)
+        if self.selection == "threshold":
+            # Liu et al.'s rule over the group's units (a coupled channel counts once per layer)
+            units = np.repeat(np.nan_to_num(score[comps], nan=np.inf), w)
+            threshold = np.sort(units, kind="stable")[threshold_index(ratio, len(units))]
+            out: IntArray = comps[score[comps] <= threshold]
+            return out
+        # the budget counts units: a coupled channel counts once per layer it removes a filter/BN channel from
+        budget = count_to_remove(ratio, int(w.sum()))
+        self._scopes.append((comps, budget))
+        cap = np.array([max(len(comps) - self.min_channels, 0)], dtype=np.int64)
+        return self._take_lowest(comps, score[comps], w, budget, cap, np.zeros(len(comps), dtype=np.int64))
+
     def explain(self, model: nn.Module, *, example_inputs: Any) -> dict[str, str]:
         """Which layers this pruner would prune, and why the others are left alone.
 
@@ -283,11 +402,15 @@ class _StructuredPruner(Pruner):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         graph = build_channel_graph(model, example_inputs)
-        layers, self.layers = self.layers, None if isinstance(self.layers, list) else self.layers
+        layers, ratio_map = self.layers, self.ratio_map
+        if ratio_map is not None:
+            self._selected_names(model)
+            layers, self.ratio_map = list(self._layer_ratio), None
+        self.layers = None if isinstance(layers, list) else layers
         try:
             eligible, reasons = self._eligible(model, graph)
         finally:
-            self.layers = layers
+            self.layers, self.ratio_map = (None if ratio_map is not None else layers), ratio_map
         if isinstance(layers, list):
             chosen = set(layers)
             for group in eligible:
@@ -332,20 +455,178 @@ class _StructuredPruner(Pruner):
         eligible, reasons = self._eligible(model, graph)
         if not eligible:
             raise self._no_layers_error(reasons)
+        self.notes = []
+        self.verified = False
         all_before = self._units_in_model(model)
         unit_slots = sorted({i for g in eligible for i in self._unit_slots(g)})
+        self.unit_layers = sorted({graph.slots[i].module_name for i in unit_slots})
+        total = sum(len(graph.slots[i].elements) for i in unit_slots)
+        if self.ratio_map is not None:  # the asked ratio, weighted by the units of each selected layer
+            asked = sum(self._layer_ratio[graph.slots[i].module_name] * len(graph.slots[i].elements)
+                        for i in unit_slots if graph.slots[i].module_name in self._layer_ratio)  # fmt: skip
+            self.ratio = asked / total if total else 0.0
         score, weight = component_scores(graph, unit_slots, self._slot_scores(graph, unit_slots))
+        self._check_scores(graph, eligible, score)
+        self._scopes: list[tuple[IntArray, int]] = []
         chosen = self._choose(graph, eligible, score, weight) if self.ratio > 0 else np.zeros(0, np.int64)
         removed = np.zeros(graph.num_components, dtype=bool)
         removed[chosen] = True
+        before_protection = int(weight[removed].sum())
         self._protect_slots(graph, removed, score)
-        total = sum(len(graph.slots[i].elements) for i in unit_slots)
+        if self.selection == "topk":
+            self._compensate(graph, removed, score, weight)
+        asked_units = sum(b for _, b in self._scopes) if self.selection == "topk" else before_protection
+        got_units = int(weight[removed].sum())
+        if got_units < asked_units:
+            self._note(
+                f"min_channels={self.min_channels}: {asked_units - got_units} of the {asked_units} "
+                f"{self.unit} selected for removal had to stay (no layer may keep fewer than min_channels, "
+                "and no other eligible channel could be taken instead)"
+            )
         dropped = sum(int(removed[graph.slot_components(i)].sum()) for i in unit_slots)
+        check = self._verify_wanted(model)
+        masked = self._masked_copy(graph, model, removed) if check and removed.any() else None
         self.pruned_modules = graph.remove(np.nonzero(removed)[0])
+        if masked is not None:
+            self._verify(masked, model, example_inputs)
         self.achieved_ratio = dropped / total if total else 0.0
         self.eligible_fraction = total / all_before if all_before else 0.0
         self.achieved_ratio_of_all = 1.0 - self._units_in_model(model) / all_before if all_before else 0.0
+        self._after_prune(model)
+        explicit = self.layers is not None or self.ratio_map is not None
+        if not explicit and self.ratio > 0 and self.eligible_fraction < MIN_ELIGIBLE_FRACTION:
+            self._note(
+                f"only {self.eligible_fraction:.1%} of the model's {self.unit} were eligible, so ratio="
+                f"{self.ratio} removed {self.achieved_ratio_of_all:.2%} of ALL its {self.unit} "
+                f"(achieved_ratio_of_all); see explain() for why the others were left"
+                + (
+                    '; coupling="together" makes coupled layers eligible'
+                    if self.coupling == "exclude"
+                    else ""
+                )
+            )
         return model
+
+    # ------------------------------------------------------------------ warnings, compensation, verification
+    def _note(self, message: str) -> None:
+        self.notes.append(message)
+        warnings.warn(f"{self.name or type(self).__name__}: {message}", UserWarning, stacklevel=4)
+
+    def _check_scores(self, graph: ChannelGraph, groups: list[ChannelGroup], score: FloatArray) -> None:
+        """Hook: warn about scores that cannot rank channels (see :class:`ChannelPruner`)."""
+
+    def _after_prune(self, model: nn.Module) -> None:
+        """Hook: notes about the finished run (see :class:`ChannelPruner`)."""
+
+    def _compensate(self, graph: ChannelGraph, removed: np.ndarray[Any, Any], score: FloatArray,
+                    weight: IntArray) -> None:  # fmt: skip
+        """After :meth:`_protect_slots`, take the next lowest channels of each scope to meet its budget."""
+        slots = [s for s in graph.slots if s.role != "consumer"]
+        slot_comps = [graph.labels[s.elements] for s in slots]
+        for comps, budget in self._scopes:
+            deficit = budget - int(weight[comps[removed[comps]]].sum())
+            if deficit <= 0:
+                continue
+            cand = comps[~removed[comps] & (weight[comps] > 0)]
+            if not len(cand):
+                continue
+            cand = cand[np.lexsort((cand, np.nan_to_num(score[cand], nan=np.inf)))]
+            wanted = set(cand.tolist())
+            kept = np.array([int((~removed[c]).sum()) for c in slot_comps])
+            need = np.array([min(self.min_channels, len(c)) for c in slot_comps])
+            members: dict[int, list[tuple[int, int]]] = {}
+            for k, c in enumerate(slot_comps):
+                uniq, counts = np.unique(c, return_counts=True)
+                for comp, count in zip(uniq.tolist(), counts.tolist(), strict=True):
+                    if comp in wanted:
+                        members.setdefault(comp, []).append((k, count))
+            for comp in cand.tolist():
+                if 2 * deficit < int(weight[comp]):  # closer to the budget without it
+                    break
+                touched = members.get(comp, [])
+                if all(kept[k] - n >= need[k] for k, n in touched):
+                    removed[comp] = True
+                    for k, n in touched:
+                        kept[k] -= n
+                    deficit -= int(weight[comp])
+                    if deficit <= 0:
+                        break
+
+    def _verify_wanted(self, model: nn.Module) -> bool:
+        if self.verify is not None:
+            return self.verify
+        cross = sorted({type(m).__name__ for m in model.modules() if isinstance(m, _CROSS_CHANNEL_NORMS)})
+        if cross:
+            self.notes.append(
+                f"not verified (verify=None): the model normalises across channels ({', '.join(cross)}), "
+                "where "
+                "removing a channel legitimately differs from zeroing it; pass verify=True to check anyway"
+            )
+            return False
+        if sum(p.numel() for p in model.parameters()) > VERIFY_MAX_PARAMETERS:
+            self.notes.append(
+                f"not verified (verify=None): more than {VERIFY_MAX_PARAMETERS:,} parameters; "
+                "pass verify=True"
+            )
+            return False
+        return True
+
+    @staticmethod
+    def _masked_copy(graph: ChannelGraph, model: nn.Module, removed: np.ndarray[Any, Any]) -> nn.Module:
+        """A copy of ``model`` with the removed channels zeroed at their source (filters, BN gamma/beta)."""
+        from prunesafe.pruning.api import copy_model  # api imports the pruners' registry: import late
+
+        masked = copy_model(model)
+        with torch.no_grad():
+            for slot in graph.slots:
+                if slot.role == "consumer":
+                    continue
+                idx = torch.from_numpy(np.nonzero(removed[graph.labels[slot.elements]])[0])
+                if not len(idx):
+                    continue
+                module = masked.get_submodule(slot.module_name)
+                for attr, dim in slot.tensors:
+                    if attr.startswith("running_"):
+                        continue
+                    orig = getattr(module, attr + "_orig", None)
+                    tensor = orig if isinstance(orig, torch.Tensor) else getattr(module, attr, None)
+                    if isinstance(tensor, torch.Tensor) and tensor.dim() > dim:
+                        tensor.index_fill_(dim, idx.to(tensor.device), 0.0)
+        return masked
+
+    def _verify(self, masked: nn.Module, pruned: nn.Module, example_inputs: Any) -> None:
+        """Raise :class:`PruningVerificationError` unless ``pruned`` computes what ``masked`` does."""
+        inputs = as_input_tuple(example_inputs, None)
+        outputs = []
+        for net in (masked, pruned):
+            modes = [(m, m.training) for m in net.modules()]
+            net.eval()
+            try:
+                with torch.no_grad():
+                    outputs.append(_tensors_of(net(*inputs)))
+            finally:
+                for m, mode in modes:
+                    m.training = mode
+        expected, got = outputs
+        worst = 0.0
+        for a, b in zip(expected, got, strict=False):
+            if a.shape != b.shape:
+                worst = float("inf")
+                break
+            scale = float(a.abs().max()) if a.numel() else 0.0
+            diff = float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
+            worst = max(worst, diff / max(scale, 1e-6))
+        if len(expected) != len(got) or worst > 1e-3:
+            raise PruningVerificationError(
+                f"verify: the pruned model disagrees with the original whose removed channels are zeroed "
+                f"(largest relative difference {worst:.3g} on example_inputs). A channel rule or the graph "
+                "sliced a layer at the wrong channels -- check rules registered with register_channel_rule "
+                "for "
+                "the layers between the pruned ones. The model returned would compute something else, so it "
+                "is refused (with inplace=True the model has been modified); pass verify=False only if the "
+                "difference is intended (e.g. normalisation across channels)."
+            )
+        self.verified = True
 
 
 @register_pruner("filter")
@@ -413,14 +694,23 @@ class FilterPruner(_StructuredPruner):
 
     def __init__(
         self,
-        ratio: float,
+        ratio: float | Mapping[str, float],
         *,
         norm: Norm = "l1",
         coupling: Coupling = "exclude",
         layers: LayerSelection = None,
         min_channels: int = 1,
+        selection: Selection = "topk",
+        verify: bool | None = None,
     ) -> None:
-        super().__init__(ratio, coupling=coupling, layers=layers, min_channels=min_channels)
+        super().__init__(
+            ratio,
+            coupling=coupling,
+            layers=layers,
+            min_channels=min_channels,
+            selection=selection,
+            verify=verify,
+        )
         if norm not in ("l1", "l2"):
             raise ValueError(f'norm must be "l1" or "l2", got {norm!r}')
         self.norm: Norm = norm
@@ -449,13 +739,8 @@ class FilterPruner(_StructuredPruner):
     ) -> IntArray:
         chosen: list[IntArray] = []
         for group in groups:
-            comps = group.components
-            w = weight[comps]
-            # the budget counts filters: a coupled channel counts once per conv it removes a filter from
-            budget = _round_half_up(self.ratio * float(w.sum()))
-            cap = np.array([max(len(comps) - self.min_channels, 0)], dtype=np.int64)
             chosen.append(
-                self._take_lowest(comps, score[comps], w, budget, cap, np.zeros(len(comps), dtype=np.int64))
+                self._choose_in_group(group.components, self._group_ratio(graph, group), score, weight)
             )
         return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
 
@@ -464,35 +749,50 @@ class FilterPruner(_StructuredPruner):
 class ChannelPruner(_StructuredPruner):
     """Network slimming (Liu et al. 2017): one global threshold on BatchNorm ``|gamma|``.
 
-    The ``ratio`` fraction of all *eligible* BN channels with the smallest ``|gamma|`` are
-    removed (not of all BN channels: see :attr:`achieved_ratio_of_all`), across all layers at
-    once (layers with larger scaling factors keep more channels).  No layer is ever emptied:
-    each keeps at least ``min_channels``; the next smallest channels elsewhere are taken
-    instead, so :attr:`achieved_ratio` (removed / eligible BN channels) matches ``ratio`` up to
-    rounding whenever that is possible.  Train with the slimming regulariser (L1 on ``gamma``)
-    first for the method to be meaningful.
+    One threshold on ``|gamma|`` over **all** BatchNorm channels of the model (as in Liu et al.'s
+    code, ``threshold_scope="all"``, the default) or over the eligible ones only
+    (``threshold_scope="eligible"``) decides which channels go; every *eligible* channel under the
+    threshold is removed, across all layers at once (layers with larger scaling factors keep more
+    channels).  Channels under the threshold that cannot be removed (e.g. the residual stream with
+    ``coupling="exclude"``) stay, so ``achieved_ratio_of_all`` -- the number to read first -- can be
+    below ``ratio``.  No layer is ever emptied: each keeps at least ``min_channels``; with
+    ``selection="topk"`` the next smallest channels elsewhere are taken instead, a remaining
+    shortfall is reported in :attr:`notes`.  Train with the slimming regulariser (L1 on ``gamma``)
+    first for the method to be meaningful: with equal ``|gamma|`` everywhere (a fresh model,
+    ``affine=False``) the choice is arbitrary and a ``UserWarning`` says so.
 
     Parameters
     ----------
-    ratio : float
-        Global fraction in ``[0, 1)`` of eligible BN channels to remove.
+    ratio : float or mapping of str to float
+        Fraction in ``[0, 1)`` of the threshold's population (see ``threshold_scope``) under the
+        threshold.  A mapping ``{BatchNorm name or glob: ratio}`` prunes each matched BN (or coupled
+        group) by its own ratio instead (a local threshold per layer; unmatched BNs are skipped).
     coupling : {"exclude", "together"}, default "exclude"
         As in :class:`FilterPruner`.  With ``"together"`` a coupled channel's score is the
         mean ``|gamma|`` over the BatchNorms sharing it, and it counts once per BatchNorm.
     layers : None, list of str, or callable, default None
         ``None``: every eligible BatchNorm; or qualified BatchNorm names / a predicate.
     min_channels : int, default 1
+    selection : {"topk", "threshold"}, default "topk"
+        ``"topk"``: the ``round(ratio * n)`` smallest of the ``n`` channels of the population (ties
+        by position).  ``"threshold"``: Liu et al.'s rule -- keep ``|gamma|`` strictly greater
+        than the value at sorted index ``floor(n * ratio)``; ties are pruned, achieved >= asked.
+    threshold_scope : {"all", "eligible"}, default "all"
+        The population of the global threshold: ALL BatchNorm channels of the model (Liu et al.)
+        or only the eligible ones (so that ``achieved_ratio`` equals ``ratio``).
+    verify : bool or None, default None
+        Check that the pruned model equals the original with the removed channels zeroed (see
+        :class:`FilterPruner`).
 
     Attributes
     ----------
     achieved_ratio : float
-        Set by :meth:`prune`: removed / total channels over the eligible BatchNorms (what
-        ``ratio`` counts).
+        Set by :meth:`prune`: removed / total channels over the eligible BatchNorms.
     achieved_ratio_of_all : float
         Set by :meth:`prune`: fraction of ALL BatchNorm channels of the model removed.  With
         ``coupling="exclude"`` the BNs on a residual stream are not eligible, so this is
-        smaller: on CIFAR ResNet-56, ``ratio=0.5`` removes half of the eligible BN channels
-        but only about a quarter of all of them.
+        smaller: on CIFAR ResNet-56, ``ratio=0.5`` removes about half of the eligible BN
+        channels but only about a quarter of all of them.
     eligible_fraction : float
         Set by :meth:`prune`: channels of the eligible BatchNorms / all BN channels.
     pruned_modules : list of str
@@ -507,11 +807,40 @@ class ChannelPruner(_StructuredPruner):
     >>> import torch
     >>> from prunesafe.models import cifar_vgg
     >>> model = cifar_vgg(11)
+    >>> with torch.no_grad():
+    ...     for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+    ...         _ = bn.weight.copy_(torch.rand(bn.num_features))
     >>> pruner = ChannelPruner(0.3)
     >>> _ = pruner.prune(model, example_inputs=torch.rand(1, 3, 32, 32))
-    >>> round(pruner.achieved_ratio, 3)
-    0.3
+    >>> round(pruner.achieved_ratio_of_all, 3), pruner.verified
+    (0.3, True)
     """
+
+    def __init__(
+        self,
+        ratio: float | Mapping[str, float],
+        *,
+        coupling: Coupling = "exclude",
+        layers: LayerSelection = None,
+        min_channels: int = 1,
+        selection: Selection = "topk",
+        threshold_scope: ThresholdScope = "all",
+        verify: bool | None = None,
+    ) -> None:
+        super().__init__(
+            ratio,
+            coupling=coupling,
+            layers=layers,
+            min_channels=min_channels,
+            selection=selection,
+            verify=verify,
+        )
+        if threshold_scope not in ("all", "eligible"):
+            raise ValueError(
+                'threshold_scope must be "all" (threshold over every BatchNorm channel, Liu et al.) or '
+                f'"eligible", got {threshold_scope!r}'
+            )
+        self.threshold_scope: ThresholdScope = threshold_scope
 
     unit: ClassVar[str] = "channels"
     _role: ClassVar[SlotRole] = "norm"
@@ -532,6 +861,12 @@ class ChannelPruner(_StructuredPruner):
     def _choose(
         self, graph: ChannelGraph, groups: list[ChannelGroup], score: FloatArray, weight: IntArray
     ) -> IntArray:
+        if self.ratio_map is not None:  # a local threshold per selected BatchNorm / coupled group
+            parts = [
+                self._choose_in_group(g.components, self._group_ratio(graph, g), score, weight)
+                for g in groups
+            ]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         comps = np.concatenate([g.components for g in groups])
         group_of = np.concatenate(
             [np.full(len(g.components), k, dtype=np.int64) for k, g in enumerate(groups)]
@@ -543,5 +878,82 @@ class ChannelPruner(_StructuredPruner):
             [max(int((weight[g.components] > 0).sum()) - self.min_channels, 0) for g in groups],
             dtype=np.int64,
         )
-        budget = _round_half_up(self.ratio * float(w.sum()))
+        if self.threshold_scope == "all":
+            population, eligible_entry = self._all_bn_channels(graph, comps)
+        else:
+            population = np.repeat(score[comps], w)
+            eligible_entry = np.ones(len(population), dtype=bool)
+        if self.selection == "threshold":
+            index = threshold_index(self.ratio, len(population))
+            threshold = np.sort(population, kind="stable")[index]
+            out: IntArray = comps[score[comps] <= threshold]
+            return out
+        k = count_to_remove(self.ratio, len(population))
+        order = np.argsort(population, kind="stable")  # ties by position (module order)
+        budget = int(eligible_entry[order[:k]].sum())  # the eligible channels among the k lowest of ALL
+        self._scopes.append((comps, budget))
         return self._take_lowest(comps, score[comps], w, budget, cap, group_of)
+
+    @staticmethod
+    def _all_bn_channels(graph: ChannelGraph, eligible_comps: IntArray) -> tuple[FloatArray, Any]:
+        """``|gamma|`` of every BatchNorm channel of the model and whether it is an eligible one."""
+        is_eligible = np.zeros(graph.num_components, dtype=bool)
+        is_eligible[eligible_comps] = True
+        norm_slot = {s.module_name: k for k, s in enumerate(graph.slots) if s.role == "norm"}
+        values: list[FloatArray] = []
+        flags: list[Any] = []
+        for name, module in graph.model.named_modules():
+            if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+                continue
+            values.append(bn_scaling_factors(module).double().cpu().numpy())
+            k = norm_slot.get(name)
+            if k is None:
+                flags.append(np.zeros(int(module.num_features), dtype=bool))
+            else:
+                flags.append(is_eligible[graph.slot_components(k)])
+        if not values:
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        return np.concatenate(values), np.concatenate(flags)
+
+    def _after_prune(self, model: nn.Module) -> None:
+        of_all = self.achieved_ratio_of_all or 0.0
+        if self.threshold_scope == "all" and self.ratio_map is None and of_all < self.ratio - 0.05:
+            self._note(
+                f"the global threshold over ALL BatchNorm channels put {self.ratio:.0%} of them under it, "
+                "but "
+                f"only {of_all:.1%} could be removed: the others are not eligible "
+                f"({1 - (self.eligible_fraction or 0.0):.1%} of all BN channels"
+                + (
+                    ', e.g. the residual stream under coupling="exclude")'
+                    if self.coupling == "exclude"
+                    else ")"
+                )
+                + ' and stay; threshold_scope="eligible" removes ratio of the eligible channels instead'
+            )
+
+    def _check_scores(self, graph: ChannelGraph, groups: list[ChannelGroup], score: FloatArray) -> None:
+        comps = np.concatenate([g.components for g in groups]) if groups else np.zeros(0, np.int64)
+        values = score[comps]
+        values = values[~np.isnan(values)]
+        if (
+            self.ratio > 0
+            and len(values) > 1
+            and float(values.max() - values.min()) <= 1e-6 * float(max(abs(values.max()), 1e-12))
+        ):
+            self._note(
+                f"every eligible BatchNorm has the same |gamma| ({float(values[0]):.4g}: a fresh model, "
+                "affine=False or frozen gammas), so the scaling factors cannot rank the channels and the "
+                "ones removed are simply the first in graph order; train with SlimmingRegularizer first "
+                'or use method="filter"'
+            )
+
+
+def _tensors_of(output: Any) -> list[torch.Tensor]:
+    """Every tensor of a (nested) model output, in order."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for v in output.values() for t in _tensors_of(v)]
+    if isinstance(output, (list, tuple)):
+        return [t for v in output for t in _tensors_of(v)]
+    return []

@@ -34,13 +34,21 @@ False
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from prunesafe.pruning._ratios import (
+    Selection,
+    count_to_remove,
+    resolve_ratio_map,
+    threshold_index,
+    validate_ratio,
+    validate_selection,
+)
 from prunesafe.pruning.base import Pruner, register_pruner
 
 __all__ = ["UnstructuredPruner", "finalize", "is_pruned", "sparsity", "unstructured_targets"]
@@ -191,6 +199,23 @@ class UnstructuredPruner(Pruner):
     layers : sequence of str or callable, optional
         Restrict the targets to these module names or to modules where
         ``layers(name, module)`` is true.
+    selection : {"topk", "threshold"}, default "topk"
+        ``"topk"``: exactly ``round(ratio * n)`` weights (torch's rule and tie-breaking).
+        ``"threshold"``: the rule of Liu et al.'s weight-level code -- keep ``|w|`` strictly greater
+        than the value at sorted index ``floor(n * ratio)``; ties at it are pruned (achieved >= asked).
+
+    A mapping ``ratio={layer name or glob: ratio}`` prunes every matched layer by its own ratio
+    (layer by layer, whatever ``scope``); unmatched layers are not targeted.
+
+    Attributes
+    ----------
+    achieved_ratio : float
+        Set by :meth:`prune`: fraction of the targeted weights that are zero.
+    achieved_ratio_of_all : float
+        Set by :meth:`prune`: fraction of ALL conv weights (and Linear weights with
+        ``include_linear=True``) of the model that are zero.
+    eligible_fraction : float
+        Set by :meth:`prune`: targeted weights / all those weights.
 
     Notes
     -----
@@ -222,14 +247,25 @@ class UnstructuredPruner(Pruner):
 
     def __init__(
         self,
-        ratio: float,
+        ratio: float | Mapping[str, float],
         *,
         scope: Literal["global", "layerwise"] = "global",
         include_linear: bool = False,
         norm: Literal["l1"] = "l1",
         layers: LayerSelector | None = None,
+        selection: Selection = "topk",
     ) -> None:
-        super().__init__(ratio)
+        parsed = validate_ratio(ratio)
+        self.ratio_map: dict[str, float] | None = parsed if isinstance(parsed, dict) else None
+        if self.ratio_map is not None and layers is not None:
+            raise TypeError(
+                "give either a ratio mapping or layers=, not both: the mapping's keys select the layers"
+            )
+        super().__init__(max(parsed.values()) if isinstance(parsed, dict) else parsed)
+        self.selection: Selection = validate_selection(selection)
+        self.achieved_ratio_of_all: float | None = None
+        self.eligible_fraction: float | None = None
+        self.unit_layers: list[str] = []
         if scope not in ("global", "layerwise"):
             raise ValueError(f"scope must be 'global' or 'layerwise', got {scope!r}")
         if not isinstance(include_linear, bool):
@@ -247,7 +283,14 @@ class UnstructuredPruner(Pruner):
 
     def prune(self, model: nn.Module, *, example_inputs: Any = None) -> nn.Module:
         """Mask the smallest-magnitude weights of ``model`` in place and return it."""
-        targets = unstructured_targets(model, include_linear=self.include_linear, layers=self.layers)
+        layer_ratio: dict[str, float] = {}
+        if self.ratio_map is not None:
+            names = [n for n, _ in unstructured_targets(model, include_linear=self.include_linear)]
+            layer_ratio = resolve_ratio_map(self.ratio_map, names)
+            targets = [(n, m) for n, m in unstructured_targets(model, include_linear=self.include_linear)
+                       if n in layer_ratio]  # fmt: skip
+        else:
+            targets = unstructured_targets(model, include_linear=self.include_linear, layers=self.layers)
         if not targets:
             kinds = "Conv1d/2d/3d or Linear" if self.include_linear else "Conv1d/2d/3d"
             hint = "" if self.include_linear else " (pass include_linear=True to prune Linear layers too)"
@@ -255,20 +298,22 @@ class UnstructuredPruner(Pruner):
         total = sum(_weight(m).numel() for _, m in targets)
         if total == 0:
             raise ValueError("model has no prunable layers: the targeted layers have no weights")
+        if layer_ratio:
+            self.ratio = sum(layer_ratio[n] * _weight(m).numel() for n, m in targets) / total
         with torch.no_grad():
-            if self.scope == "global":
+            if self.scope == "global" and not layer_ratio:
                 scores = [_scores(m) for _, m in targets]
                 sizes = [s.numel() for s in scores]
                 flat = torch.cat(scores)
                 del scores
-                keep = _keep_mask(flat, round(self.ratio * flat.numel()), self._dtype(targets))
+                keep = self._select(flat, self.ratio, self._dtype(targets))
                 masks = list(torch.split(keep, sizes))
             else:
                 dtype = self._dtype(targets)
                 masks = []
-                for _, m in targets:
+                for name, m in targets:
                     s = _scores(m)
-                    masks.append(_keep_mask(s, round(self.ratio * s.numel()), dtype))
+                    masks.append(self._select(s, layer_ratio.get(name, self.ratio), dtype))
             zeros = 0
             for (_, module), mask in zip(targets, masks, strict=True):
                 _apply_mask(module, mask.view(_weight(module).shape))
@@ -276,7 +321,23 @@ class UnstructuredPruner(Pruner):
                 zeros += weight.numel() - int(torch.count_nonzero(weight))
         self.achieved_ratio = zeros / total
         self.pruned_modules = [name for name, _ in targets]
+        self.unit_layers = list(self.pruned_modules)
+        every = unstructured_targets(model, include_linear=self.include_linear)
+        all_weights = sum(_weight(m).numel() for _, m in every)
+        all_zeros = sum(_effective(m).numel() - int(torch.count_nonzero(_effective(m))) for _, m in every)
+        self.achieved_ratio_of_all = all_zeros / all_weights if all_weights else 0.0
+        self.eligible_fraction = total / all_weights if all_weights else 0.0
         return model
+
+    def _select(self, scores: torch.Tensor, ratio: float, dtype: torch.dtype) -> torch.Tensor:
+        """Keep-mask of one score vector under the chosen ``selection`` rule."""
+        if self.selection == "threshold":
+            if ratio <= 0 or scores.numel() == 0:
+                return torch.ones(scores.numel(), dtype=dtype, device=scores.device)
+            k = threshold_index(ratio, scores.numel())
+            threshold = torch.kthvalue(scores.cpu(), k + 1).values.to(scores.device)  # sorted[k], 0-based
+            return (scores > threshold).to(dtype)
+        return _keep_mask(scores, count_to_remove(ratio, scores.numel()), dtype)
 
     @staticmethod
     def _dtype(targets: list[tuple[str, nn.Module]]) -> torch.dtype:
@@ -333,9 +394,7 @@ def finalize(model: nn.Module) -> nn.Module:
     return model
 
 
-def sparsity(
-    model: nn.Module, *, include_linear: bool = False, layers: LayerSelector | None = None
-) -> float:
+def sparsity(model: nn.Module, *, include_linear: bool = False, layers: LayerSelector | None = None) -> float:
     """Fraction of zero entries among the weights unstructured pruning targets.
 
     Counts the effective weights (``weight_orig * weight_mask`` for masked modules), so it

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,40 +25,26 @@ from prunesafe.pruning import (
     unregister_pruner,
 )
 from prunesafe.pruning.api import copy_model
-from prunesafe.pruning.graph import build_channel_graph
 
 
 def _small() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3))
 
 
-# --- the "how to add a pruner" example of docs/pruning.md, kept runnable here -------------------
-class RandomFilterPruner(Pruner):
-    """Baseline: remove a random ``ratio`` fraction of the filters of every independently prunable conv."""
+# --- the "how to add a pruner" example of docs/pruning.md, taken from the docs themselves ---------
+def _docs_pruner_class() -> type[Pruner]:
+    """Execute the docs' example block (the one defining RandomFilterPruner) and return the class."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "pruning.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    source = next(b for b in blocks if "class RandomFilterPruner" in b)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "docs/pruning.md", "exec"), namespace)  # registers "random-filter" as the docs do
+    unregister_pruner("random-filter")
+    cls: type[Pruner] = namespace["RandomFilterPruner"]
+    return cls
 
-    unit = "filters"
-    requires_example_inputs = True  # the dependency graph is traced from an example batch
 
-    def __init__(self, ratio: float, *, seed: int = 0) -> None:
-        super().__init__(ratio)
-        self.seed = seed
-
-    def prune(self, model: nn.Module, *, example_inputs: Any = None) -> nn.Module:
-        graph = build_channel_graph(model, example_inputs)
-        rng = np.random.default_rng(self.seed)
-        drop: list[int] = []
-        total = 0
-        for group in graph.groups():
-            # skip channels that reach a barrier (e.g. the output) or are shared through residual additions
-            if not group.prunable or len(group.producers) != 1:
-                continue
-            n = len(group.components)
-            k = min(round(self.ratio * n), n - 1)  # never empty a layer
-            drop += rng.choice(group.components, size=k, replace=False).tolist()
-            total += n
-        self.pruned_modules = graph.remove(drop)  # slices every affected layer in place
-        self.achieved_ratio = len(drop) / total if total else 0.0
-        return model
+RandomFilterPruner = _docs_pruner_class()
 
 
 @pytest.fixture
@@ -123,19 +111,35 @@ def test_record_contents_and_round_trip() -> None:
 
 def test_structured_record_says_what_fraction_of_all_units_was_removed() -> None:
     x = torch.rand(1, 3, 32, 32)
-    pruned = prune_model(cifar_resnet(20), "channel", 0.5, example_inputs=x)
+    model = cifar_resnet(20)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.1, 1.0)
+    pruned = prune_model(model, "channel", 0.5, threshold_scope="eligible", example_inputs=x)
     record = pruned.prunesafe_pruning
     total = 16 + 16 * 6 + 32 * 6 + 64 * 6  # BN channels of ResNet-20
     eligible = 16 * 3 + 32 * 3 + 64 * 3  # the first BN of each block (coupling="exclude")
     assert record.achieved_ratio == pytest.approx(0.5)
     assert record.eligible_fraction == pytest.approx(eligible / total)
     assert record.achieved_ratio_of_all == pytest.approx(eligible / 2 / total)
+    assert record.unit_layers == sorted(f"layer{s}.{b}.bn1" for s in (1, 2, 3) for b in range(3))
     assert PruningRecord.from_dict(record.to_dict()) == record
-    # records written before these fields existed still load; unstructured does not set them
-    new_fields = ("achieved_ratio_of_all", "eligible_fraction")
+    # records written before these fields existed still load
+    new_fields = (
+        "achieved_ratio_of_all",
+        "eligible_fraction",
+        "unit_layers",
+        "notes",
+        "verified",
+        "ratio_map",
+    )
     old = {k: v for k, v in record.to_dict().items() if k not in new_fields}
     assert PruningRecord.from_dict(old).achieved_ratio_of_all is None
-    assert prune_model(cifar_resnet(20), "unstructured", 0.5).prunesafe_pruning.achieved_ratio_of_all is None
+    assert PruningRecord.from_dict(old).unit_layers == []
+    # unstructured: all conv weights are targeted by default
+    masked = prune_model(cifar_resnet(20), "unstructured", 0.5).prunesafe_pruning
+    assert (masked.eligible_fraction, masked.achieved_ratio_of_all) == (1.0, masked.achieved_ratio)
 
 
 def test_pruner_instance_and_class_are_accepted() -> None:
@@ -200,15 +204,25 @@ def test_no_prunable_layers() -> None:
 
 
 def test_example_inputs_that_do_not_fit_the_model() -> None:
-    with pytest.raises(ValueError, match="example_inputs matches the forward's inputs"):
+    with pytest.raises(ValueError, match=r"example_inputs.*(forward|torch\.rand)"):
         prune_model(nn.Sequential(nn.Linear(3, 2)), "filter", 0.5, example_inputs=torch.rand(1, 4))
 
 
-def test_bad_inplace_and_example_inputs() -> None:
+@pytest.mark.parametrize("bad", ["x", 3.0, {"x": torch.rand(1, 3, 8, 8)}])
+def test_bad_inplace_and_example_inputs(bad: Any) -> None:
     with pytest.raises(TypeError, match="inplace"):
         prune_model(_small(), "unstructured", 0.5, inplace=1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"example_inputs must be.*torch.randn"):
-        prune_model(_small(), "unstructured", 0.5, example_inputs=[[1.0]] and "x")
+        prune_model(_small(), "unstructured", 0.5, example_inputs=bad)
+
+
+def test_ratio_mapping_is_refused_where_it_cannot_apply() -> None:
+    with pytest.raises(TypeError, match="takes one float ratio"):
+        prune_model(_small(), _NeedsInputs, {"0": 0.5}, example_inputs=torch.rand(1, 3, 8, 8))
+    with pytest.raises(TypeError, match="Pruner instance"):
+        prune_model(_small(), UnstructuredPruner(0.5), {"0": 0.5})
+    with pytest.raises(ValueError, match="ratio mapping is empty"):
+        prune_model(_small(), "unstructured", {})
 
 
 class _NeedsInputs(Pruner):

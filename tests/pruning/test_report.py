@@ -66,7 +66,8 @@ def test_unstructured_report() -> None:
     pruned = prune_model(model, "unstructured", 0.8)
     report = pruning_report(model, pruned, torch.rand(2, 3, 32, 32))
     assert report.ratio_asked == 0.8
-    assert report.ratio_achieved == pruned.prunesafe_pruning.achieved_ratio
+    assert report.ratio_achieved == pytest.approx(round(0.8 * 267696) / 267696)  # 19 convs of ResNet-20
+    assert report.ratio_achieved_of_all == report.ratio_achieved  # every conv is targeted
     assert report.unit == "weights"
     assert report.params_after == report.params_before  # masks do not shrink tensors
     assert report.macs_after == report.macs_before
@@ -147,17 +148,39 @@ def test_to_dict_records_and_table() -> None:
 
 def test_structured_report_shows_the_fraction_of_all_units_removed() -> None:
     model, x = cifar_resnet(56), torch.rand(1, 3, 32, 32)
-    report = pruning_report(model, prune_model(model, "channel", 0.5, example_inputs=x), x)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.1, 1.0)
+    pruned = prune_model(model, "channel", 0.5, threshold_scope="eligible", example_inputs=x)
+    report = pruning_report(model, pruned, x)
     assert report.ratio_achieved == pytest.approx(0.5)
     assert report.ratio_achieved_of_all == pytest.approx(504 / 2032)
     assert report.eligible_fraction == pytest.approx(1008 / 2032)
+    assert (report.units_before, report.units_after) == (2032, 2032 - 504)
     lines = str(report).splitlines()
-    assert "(fraction of eligible channels removed)" in lines[0]
-    assert lines[1] == "fraction of ALL channels in the model removed: 0.2480 (49.61% of them were eligible)"
+    assert lines[0] == "fraction of ALL channels in the model removed: 0.2480   (2,032 -> 1,528)"
+    assert "those layers hold = 49.61% of all" in lines[1]
     data = json.loads(json.dumps(report.to_dict()))
     assert data["ratio_achieved_of_all"] == pytest.approx(504 / 2032)
     unstructured = str(pruning_report(model, prune_model(model, "unstructured", 0.5), x))
-    assert "fraction of ALL" not in unstructured
+    assert unstructured.startswith("fraction of ALL weights in the model removed: 0.5000")
+
+
+def test_repeated_pruning_is_reported_against_the_original() -> None:
+    model, x = cifar_resnet(20).eval(), torch.rand(1, 3, 32, 32)
+    pruned = model
+    for ratio in (0.5, 0.5, 0.75):
+        pruned = prune_model(pruned, "filter", ratio, example_inputs=x)
+    report = pruning_report(model, pruned, x)
+    # every block's first conv: 16 -> 8 -> 4 -> 1 (32 -> 2, 64 -> 4): 1 - 1/16 of those filters are gone;
+    # ResNet-20 has 16 + 6 * (16 + 32 + 64) = 688 filters, 336 of them in first convs: 315 / 688
+    assert report.ratio_achieved == pytest.approx(0.9375)
+    assert report.ratio_achieved_of_all == pytest.approx(315 / 688)
+    assert report.ratio_achieved_of_all == pytest.approx(0.458, abs=5e-4)
+    assert report.calls == 3
+    assert pruned.prunesafe_pruning.achieved_ratio == pytest.approx(0.75)  # the record keeps the last call
+    assert "over 3 prune_model calls" in str(report).splitlines()[0]
 
 
 def test_unmatched_layers_are_listed() -> None:
@@ -185,12 +208,13 @@ def test_filter_pruned_report_matches_the_modules() -> None:
     x = torch.rand(1, 3, 32, 32)
     pruned = prune_model(model, "filter", 0.5, example_inputs=x)
     report = pruning_report(model, pruned, x)
-    modules = dict(pruned.named_modules())
-    for layer in report.layers:
-        module = modules[layer.name]
-        out_channels = module.out_features if isinstance(module, nn.Linear) else module.out_channels
-        assert layer.channels_after == out_channels
-        assert layer.params_after == sum(p.numel() for p in module.parameters())
+    # by hand: each block's conv1 keeps half its filters, so conv1 and conv2 weights halve and bn1 loses
+    # half its gamma/beta: stage 1 3*(1152+16+1152), stage 2 (2304+32+4608) + 2*(4608+32+4608),
+    # stage 3 (9216+64+18432) + 2*(18432+64+18432) = 133,968 of 269,722 parameters
+    assert report.params_before == 269_722
+    assert report.params_after == 269_722 - 133_968
+    # MACs: every block conv's MACs halve; 40,551,040 - 20,054,016
+    assert report.macs_after == 20_497_024
     assert report.layers[1].kept == "8/16"  # layer1.0.conv1
     assert report.unit == "filters"
     assert report.nonzero_params_after <= report.params_after

@@ -125,7 +125,8 @@ MASKED_CASES = [
 @pytest.mark.parametrize(("name", "cls", "coupling"), MASKED_CASES)
 def test_masked_equals_removed(name, cls, coupling):
     model, x = _model(name)
-    pruner = cls(0.4, coupling=coupling)
+    # the zeroed half of the eligible channels must be the lowest 40 %: count the eligible ones only
+    pruner = cls(0.4, coupling=coupling, **({"threshold_scope": "eligible"} if cls is ChannelPruner else {}))
     zeroed = _mask(model, pruner, x, fraction=0.5)
     assert zeroed > 0
     with torch.no_grad():
@@ -427,7 +428,7 @@ def _units(model: nn.Module, kind: type[nn.Module]) -> int:
 def test_ratio_over_eligible_units_and_over_all_units(cls, kind, coupling):
     model, x = _model("cifar_resnet56")
     before = _units(model, kind)
-    pruner = cls(0.5, coupling=coupling)
+    pruner = cls(0.5, coupling=coupling, **({"threshold_scope": "eligible"} if cls is ChannelPruner else {}))
     pruner.prune(model, example_inputs=x[:1])
     of_all = 1.0 - _units(model, kind) / before
     assert pruner.achieved_ratio == pytest.approx(0.5, abs=0.01)
