@@ -1,9 +1,19 @@
 """prunesafe.metrics: calibration, reliability diagrams, temperature scaling, corruption robustness."""
 
+from prunesafe.metrics._checks import ProbabilitiesAsLogitsWarning
 from prunesafe.metrics.accumulator import CalibrationAccumulator, CalibrationResult
-from prunesafe.metrics.calibration import (
+from prunesafe.metrics.bootstrap import (
+    BootstrapMethod,
     BootstrapResult,
+    PairedBootstrapResult,
     bootstrap_ci,
+    paired_bootstrap_ci,
+)
+from prunesafe.metrics.calibration import (
+    Binning,
+    Norm,
+    UndefinedMetricWarning,
+    accuracy,
     brier_score,
     classwise_calibration_error,
     debiased_l2_calibration_error,
@@ -25,13 +35,20 @@ from prunesafe.metrics.robustness import (
 from prunesafe.metrics.temperature import TemperatureScaledModel, fit_temperature
 
 __all__ = [
+    "Binning",
+    "BootstrapMethod",
     "BootstrapResult",
     "CalibrationAccumulator",
     "CalibrationResult",
+    "Norm",
+    "PairedBootstrapResult",
+    "ProbabilitiesAsLogitsWarning",
     "ReliabilityDiagram",
     "RobustnessAccumulator",
     "RobustnessResult",
     "TemperatureScaledModel",
+    "UndefinedMetricWarning",
+    "accuracy",
     "bootstrap_ci",
     "brier_score",
     "classwise_calibration_error",
@@ -44,6 +61,7 @@ __all__ = [
     "mean_ece_by_severity",
     "mean_performance_under_corruption",
     "negative_log_likelihood",
+    "paired_bootstrap_ci",
     "pooled_ece_by_severity",
     "relative_performance_under_corruption",
     "reliability_diagram",

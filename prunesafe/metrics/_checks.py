@@ -7,6 +7,7 @@ input fails in one place with one message that names the argument and says how t
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -16,6 +17,7 @@ from torch import Tensor
 __all__ = [
     "PROB_SUM_ATOL",
     "InputKind",
+    "ProbabilitiesAsLogitsWarning",
     "check_choice",
     "check_labels",
     "check_n_bins",
@@ -31,6 +33,10 @@ InputKind = Literal["logits", "probs"]
 PROB_SUM_ATOL = 1e-4
 
 _T = TypeVar("_T", bound=str)
+
+
+class ProbabilitiesAsLogitsWarning(UserWarning):
+    """Scores passed with ``inputs="logits"`` look like probabilities (pass ``inputs="probs"``)."""
 
 
 def to_tensor(value: object, name: str) -> Tensor:
@@ -72,12 +78,17 @@ def check_n_bins(n_bins: object) -> int:
     return int(n_bins)
 
 
-def check_scores(scores: object, inputs: str, name: str = "logits") -> Tensor:
+def check_scores(
+    scores: object, inputs: str, name: str = "logits", *, warn_probs: bool = True, stacklevel: int = 2
+) -> Tensor:
     """Validate a ``(N, C)`` score matrix and return it as a contiguous float32/float64 tensor.
 
     ``inputs="logits"``: any finite real numbers.  ``inputs="probs"``: every entry in ``[0, 1]`` and every
     row summing to 1 within :data:`PROB_SUM_ATOL`.  Half-precision inputs are upcast to float32.  Nothing
-    is inferred from the value range: the caller declares what the scores are.
+    is inferred from the value range: the caller declares what the scores are -- but scores declared as
+    logits that look exactly like probabilities (every entry in [0, 1], every row summing to 1) raise a
+    :class:`ProbabilitiesAsLogitsWarning` naming ``inputs`` (when ``warn_probs``); they are still treated
+    as logits.
     """
     check_choice(inputs, "inputs", ("logits", "probs"))
     t = to_tensor(scores, name)
@@ -109,6 +120,16 @@ def check_scores(scores: object, inputs: str, name: str = "logits") -> Tensor:
             f"`{name}` contains {n_bad} NaN or infinite value(s); fix the model output (or drop those rows) "
             f"before computing calibration metrics."
         )
+    if inputs == "logits" and warn_probs and lo >= 0.0 and hi <= 1.0:
+        dev_l = float((t.sum(dim=1, dtype=torch.float64) - 1.0).abs().max())
+        if dev_l <= PROB_SUM_ATOL:
+            warnings.warn(
+                f"`{name}` looks like probabilities (every entry in [0, 1], every row sums to 1) but is "
+                f"treated as logits because inputs='logits' (the default); softmax is applied again and the "
+                f"metric is wrong. Pass inputs='probs' if these are probabilities.",
+                ProbabilitiesAsLogitsWarning,
+                stacklevel=stacklevel,
+            )
     if inputs == "probs":
         if lo < 0.0 or hi > 1.0:
             raise ValueError(

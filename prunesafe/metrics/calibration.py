@@ -24,9 +24,9 @@ netcal and Guo et al.'s code):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import warnings
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -38,13 +38,14 @@ from prunesafe.metrics._checks import (
     check_labels,
     check_n_bins,
     check_scores,
-    to_tensor,
 )
 
 __all__ = [
     "Binning",
     "BootstrapResult",
     "Norm",
+    "UndefinedMetricWarning",
+    "accuracy",
     "bootstrap_ci",
     "brier_score",
     "classwise_calibration_error",
@@ -59,6 +60,12 @@ Binning = Literal["uniform", "quantile"]
 
 _NORMS = ("l1", "l2", "max")
 _BINNINGS = ("uniform", "quantile")
+
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric is undefined for the given samples and NaN is returned (e.g. debiased L2 with no bin >= 2)."""
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Exact fixed-point accumulation
@@ -298,10 +305,10 @@ def _top_label_quantile_stats(
 
 
 def _prepare(
-    logits: object, labels: object, inputs: str, name: str = "logits"
+    logits: object, labels: object, inputs: str, name: str = "logits", *, warn_probs: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Validate and convert ``(logits, labels)``; labels end up on the scores' device."""
-    scores = check_scores(logits, inputs, name)
+    scores = check_scores(logits, inputs, name, warn_probs=warn_probs, stacklevel=4)
     y = check_labels(labels, scores.shape[0], scores.shape[1])
     return scores, y.to(scores.device)
 
@@ -338,8 +345,14 @@ def _debiased_l2_from_counts(
     """Kumar et al. (2019) debiased estimate of the squared binned L2 calibration error."""
     n = int(count.sum())
     use = count >= 2
-    if n == 0:
-        return 0.0
+    if n == 0 or not use.any():
+        warnings.warn(
+            f"debiased L2 calibration error is undefined: no bin holds two or more samples ({n} sample(s)); "
+            "returning NaN. Use fewer bins (n_bins) or more samples.",
+            UndefinedMetricWarning,
+            stacklevel=3,
+        )
+        return math.nan
     cnt = count[use].astype(np.float64)
     acc = positive[use] / cnt
     conf = score_sum[use] / cnt
@@ -553,6 +566,32 @@ def _classwise_from_counts(
     return float(np.mean(per_class))
 
 
+def accuracy(
+    logits: Tensor | np.ndarray, labels: Tensor | np.ndarray, *, inputs: InputKind = "logits"
+) -> float:
+    r"""Top-1 accuracy :math:`\frac{1}{N}\sum_i 1[\operatorname{argmax}_j p_{ij} = y_i]`.
+
+    The prediction is the first maximal index (like ``torch.argmax``); softmax does not change it, so
+    ``inputs`` only selects the validation (probabilities must lie in [0, 1] and sum to 1).  The count of
+    correct predictions is an exact integer.  Usable as ``metric_fn`` of :func:`bootstrap_ci` and
+    :func:`~prunesafe.metrics.paired_bootstrap_ci`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from prunesafe.metrics import accuracy
+    >>> accuracy(torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), torch.tensor([0, 0, 0]))
+    0.6666666666666666
+    """
+    scores, y = _prepare(logits, labels, inputs, warn_probs=False)
+    correct = 0
+    step = _chunk_rows(scores.shape[1])
+    for start in range(0, scores.shape[0], step):
+        sl = slice(start, start + step)
+        correct += int((scores[sl].argmax(1) == y[sl]).sum())
+    return correct / scores.shape[0]
+
+
 def brier_score(
     logits: Tensor | np.ndarray, labels: Tensor | np.ndarray, *, inputs: InputKind = "logits"
 ) -> float:
@@ -620,7 +659,9 @@ def debiased_l2_calibration_error(
         - \frac{\mathrm{acc}_m (1 - \mathrm{acc}_m)}{|B_m| - 1}\right],
 
     (bins with fewer than two samples contribute 0) and returns
-    :math:`\sqrt{\max(\widehat{\mathrm{CE}^2}, 0)}`.
+    :math:`\sqrt{\max(\widehat{\mathrm{CE}^2}, 0)}`.  When no bin holds two samples the estimator is
+    undefined: the result is NaN, with an :class:`UndefinedMetricWarning` (not 0.0, which would read as
+    "perfectly calibrated").
 
     Parameters
     ----------
@@ -648,133 +689,7 @@ def debiased_l2_calibration_error(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Bootstrap confidence intervals
+# Bootstrap confidence intervals live in prunesafe.metrics.bootstrap (which imports the metrics above);
+# re-exported here so that ``from prunesafe.metrics.calibration import bootstrap_ci`` keeps working.
 # ---------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BootstrapResult:
-    """Percentile-bootstrap confidence interval of a metric.
-
-    Attributes
-    ----------
-    estimate : float
-        The metric on the full sample.
-    low, high : float
-        Interval bounds (``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles of the
-        bootstrap distribution, linear interpolation).
-    confidence : float
-    n_resamples : int
-    std_error : float
-        Standard deviation of the bootstrap replicates.
-    replicates : numpy.ndarray
-        The ``n_resamples`` bootstrap values (not compared by ``==``).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from prunesafe.metrics import bootstrap_ci, brier_score
-    >>> r = bootstrap_ci(brier_score, torch.randn(200, 3), torch.randint(0, 3, (200,)), n_resamples=50)
-    >>> r.replicates.shape, r.to_dict()["n_resamples"]
-    ((50,), 50)
-    """
-
-    estimate: float
-    low: float
-    high: float
-    confidence: float
-    n_resamples: int
-    std_error: float
-    replicates: np.ndarray = field(repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, float | int]:
-        """Scalar fields as a dict (for JSON / pandas)."""
-        return {
-            "estimate": self.estimate,
-            "low": self.low,
-            "high": self.high,
-            "confidence": self.confidence,
-            "n_resamples": self.n_resamples,
-            "std_error": self.std_error,
-        }
-
-
-def bootstrap_ci(
-    metric_fn: Callable[..., float],
-    logits: Tensor | np.ndarray,
-    labels: Tensor | np.ndarray,
-    *,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    progress: bool = False,
-    **metric_kwargs: Any,
-) -> BootstrapResult:
-    """Seeded percentile-bootstrap confidence interval for any ``metric_fn(logits, labels, **kw) -> float``.
-
-    Samples (rows) are resampled with replacement ``n_resamples`` times using a ``torch.Generator``
-    seeded with ``seed``, so the interval is reproducible.  ``metric_kwargs`` (e.g. ``n_bins``,
-    ``inputs="probs"``) are passed to every call.
-
-    Parameters
-    ----------
-    metric_fn : callable
-        E.g. :func:`expected_calibration_error`, :func:`brier_score`.
-    logits, labels : Tensor or ndarray
-        As for the metric.
-    n_resamples : int, default 1000
-    confidence : float, default 0.95
-        Coverage of the two-sided interval, in (0, 1).
-    seed : int, default 0
-    progress : bool, default False
-        Show a tqdm progress bar.
-
-    Returns
-    -------
-    BootstrapResult
-
-    Examples
-    --------
-    >>> import torch
-    >>> from prunesafe.metrics import bootstrap_ci, expected_calibration_error
-    >>> g = torch.Generator().manual_seed(0)
-    >>> logits, labels = torch.randn(500, 10, generator=g), torch.randint(0, 10, (500,), generator=g)
-    >>> r = bootstrap_ci(expected_calibration_error, logits, labels, n_resamples=200, n_bins=10)
-    >>> r.low <= r.estimate <= r.high
-    True
-    """
-    if not callable(metric_fn):
-        raise TypeError(f"`metric_fn` must be callable (e.g. expected_calibration_error), got {metric_fn!r}.")
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 2:
-        raise ValueError(f"`n_resamples` must be an integer >= 2, got {n_resamples!r}; use e.g. 1000.")
-    if not (isinstance(confidence, float | int) and 0.0 < float(confidence) < 1.0):
-        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}; use e.g. 0.95.")
-    x = to_tensor(logits, "logits")
-    y = to_tensor(labels, "labels")
-    if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"`logits` and `labels` must have the same number of rows, got shapes {tuple(x.shape)} and "
-            f"{tuple(y.shape)}."
-        )
-    estimate = float(metric_fn(x, y, **metric_kwargs))  # validates the inputs once, loudly
-    n = x.shape[0]
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    reps = np.empty(n_resamples, dtype=np.float64)
-    iterator: Any = range(n_resamples)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="bootstrap", unit="resample")
-    for b in iterator:
-        idx = torch.randint(0, n, (n,), generator=gen)
-        reps[b] = float(metric_fn(x[idx.to(x.device)], y[idx.to(y.device)], **metric_kwargs))
-    alpha = (1.0 - float(confidence)) / 2.0
-    low, high = np.quantile(reps, [alpha, 1.0 - alpha])
-    reps.setflags(write=False)
-    return BootstrapResult(
-        estimate=estimate,
-        low=float(low),
-        high=float(high),
-        confidence=float(confidence),
-        n_resamples=n_resamples,
-        std_error=float(reps.std(ddof=1)),
-        replicates=reps,
-    )
+from prunesafe.metrics.bootstrap import BootstrapResult, bootstrap_ci  # noqa: E402

@@ -272,7 +272,8 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
     assert a.estimate == expected_calibration_error(logits, labels, n_bins=10)
     assert a.low < a.estimate < a.high
     assert a.high - a.low < 0.2
-    assert set(a.to_dict()) == {"estimate", "low", "high", "confidence", "n_resamples", "std_error"}
+    assert set(a.to_dict()) == {"estimate", "low", "high", "method", "confidence", "n_resamples", "std_error"}
+    assert a.method == "basic"
 
 
 def test_bootstrap_interval_narrows_with_more_data_and_passes_kwargs() -> None:

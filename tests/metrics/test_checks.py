@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 
 from prunesafe.metrics import (
     CalibrationAccumulator,
+    ProbabilitiesAsLogitsWarning,
     brier_score,
     classwise_calibration_error,
     debiased_l2_calibration_error,
@@ -135,11 +137,38 @@ def test_probs_within_tolerance_are_accepted(fn: Callable[..., Any]) -> None:
 
 
 def test_logits_are_never_guessed_as_probs() -> None:
-    # values inside [0, 1] are still treated as logits unless declared
+    # values inside [0, 1] are still treated as logits unless declared -- but with a warning naming `inputs`
     p = torch.softmax(LOGITS, 1)
-    as_logits = expected_calibration_error(p, LABELS)
+    with pytest.warns(ProbabilitiesAsLogitsWarning, match="inputs='probs'"):
+        as_logits = expected_calibration_error(p, LABELS)
     as_probs = expected_calibration_error(p, LABELS, inputs="probs")
     assert as_logits != as_probs
+    assert as_probs == pytest.approx(expected_calibration_error(torch.log(p), LABELS), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [expected_calibration_error, brier_score, negative_log_likelihood, classwise_calibration_error],
+    ids=lambda f: f.__name__,
+)
+def test_probabilities_passed_as_logits_warn(metric: Callable[..., Any]) -> None:
+    p = torch.softmax(LOGITS.double() * 3, 1)
+    with pytest.warns(ProbabilitiesAsLogitsWarning, match="`logits` looks like probabilities"):
+        metric(p, LABELS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilitiesAsLogitsWarning)
+        metric(p, LABELS, inputs="probs")  # declared: silent
+        metric(LOGITS, LABELS)  # real logits: silent
+        metric(p * 0.5, LABELS)  # in [0, 1] but rows do not sum to 1: plausible logits, silent
+
+
+def test_probabilities_passed_as_logits_warn_in_fit_temperature_and_accumulator() -> None:
+    p = torch.softmax(LOGITS.double(), 1)
+    with pytest.warns(ProbabilitiesAsLogitsWarning):
+        fit_temperature(p, LABELS)
+    acc = CalibrationAccumulator()
+    with pytest.warns(ProbabilitiesAsLogitsWarning):
+        acc.update(p, LABELS)
 
 
 def test_bad_inputs_keyword(fn: Callable[..., Any]) -> None:
