@@ -404,7 +404,7 @@ class _Evaluator:
             flat += (np.arange(b, dtype=np.int64) * f.n_slots)[:, None]
             flat = flat.reshape(-1)
             size = b * f.n_slots
-            cols = [np.bincount(flat, minlength=size).astype(np.float64)]
+            cols: list[np.ndarray] = [np.bincount(flat, minlength=size).astype(np.float64)]
             cols += [
                 np.bincount(flat, weights=np.take(self._feats_np[j], d).reshape(-1), minlength=size)
                 for j in (1, 2)
