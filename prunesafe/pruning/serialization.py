@@ -6,7 +6,8 @@ Python types and tensors, so :func:`torch.load` reads it with ``weights_only=Tru
 * ``builder`` / ``builder_kwargs`` -- how to build the *unpruned* architecture, e.g.
   ``"prunesafe.models:CifarResNet"`` with ``{"num_blocks": [3, 3, 3], ...}`` (detected
   automatically for prunesafe's CIFAR ResNets (basic, bottleneck, pre-activation, option A/B)
-  and VGGs and for torchvision ResNets, VGGs and MobileNetV2, or given by the caller);
+  and VGGs and for torchvision models (the ResNet family by groups/width, VGGs, MobileNetV2, and
+  any model whose builder alone gives its topology), or given by the caller);
 * ``modules`` -- type and configuration of every Conv, BatchNorm, Linear, PReLU and
   ``ZeroPadShortcut`` (channels, groups, kernel, paddings, ...), i.e. the shrunk shapes;
 * ``pruning`` -- the :class:`~prunesafe.pruning.PruningRecord`;
@@ -53,10 +54,6 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from prunesafe.models.cifar_preact_resnet import CifarPreActResNet
-from prunesafe.models.cifar_resnet import CifarResNet, ZeroPadShortcut
-from prunesafe.models.cifar_vgg import CifarVGG
-from prunesafe.models.normalization import Normalize
 from prunesafe.pruning.api import RECORD_ATTRIBUTE, PruningRecord, get_record
 
 __all__ = [
@@ -93,6 +90,16 @@ _CONV: tuple[str, ...] = (
 _BN: tuple[str, ...] = ("num_features", "eps", "momentum", "affine", "track_running_stats")
 
 
+def _is(obj: Any, *class_names: str) -> bool:
+    """Whether ``obj`` is an instance of a ``prunesafe.models`` class of one of these names.
+
+    Duck-typed on the class (and its bases) so that the pruning package never imports the model zoo.
+    """
+    return any(
+        k.__name__ in class_names and k.__module__.startswith("prunesafe.models") for k in type(obj).__mro__
+    )
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
@@ -110,7 +117,7 @@ def _module_config(module: nn.Module) -> dict[str, Any] | None:
         attrs = ("in_features", "out_features")
     elif isinstance(module, nn.PReLU):
         attrs = ("num_parameters",)
-    elif isinstance(module, ZeroPadShortcut):
+    elif _is(module, "ZeroPadShortcut"):
         attrs = ("stride", "pad_front", "pad_back")
     else:
         return None
@@ -121,17 +128,25 @@ def _module_config(module: nn.Module) -> dict[str, Any] | None:
 
 def _normalize_kwargs(model: nn.Module) -> dict[str, Any]:
     norm = getattr(model, "normalize", None)
-    if isinstance(norm, Normalize):
-        return {"mean": norm.mean.flatten().tolist(), "std": norm.std.flatten().tolist()}
+    if _is(norm, "Normalize") and isinstance(norm, nn.Module):
+        mean, std = getattr(norm, "mean"), getattr(norm, "std")  # noqa: B009 (buffers of Normalize)
+        return {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     return {"mean": None, "std": None}
 
 
-_TV_RESNETS: dict[tuple[str, tuple[int, ...]], str] = {
-    ("BasicBlock", (2, 2, 2, 2)): "resnet18",
-    ("BasicBlock", (3, 4, 6, 3)): "resnet34",
-    ("Bottleneck", (3, 4, 6, 3)): "resnet50",
-    ("Bottleneck", (3, 4, 23, 3)): "resnet101",
-    ("Bottleneck", (3, 8, 36, 3)): "resnet152",
+#: torchvision ResNet family: (block, blocks per stage, groups, width_per_group) -> builder.  ResNeXt and
+#: Wide ResNet share ResNet-50/101's topology and differ only in ``groups`` / ``base_width``.
+_TV_RESNETS: dict[tuple[str, tuple[int, ...], int, int], str] = {
+    ("BasicBlock", (2, 2, 2, 2), 1, 64): "resnet18",
+    ("BasicBlock", (3, 4, 6, 3), 1, 64): "resnet34",
+    ("Bottleneck", (3, 4, 6, 3), 1, 64): "resnet50",
+    ("Bottleneck", (3, 4, 23, 3), 1, 64): "resnet101",
+    ("Bottleneck", (3, 8, 36, 3), 1, 64): "resnet152",
+    ("Bottleneck", (3, 4, 6, 3), 32, 4): "resnext50_32x4d",
+    ("Bottleneck", (3, 4, 23, 3), 32, 8): "resnext101_32x8d",
+    ("Bottleneck", (3, 4, 23, 3), 64, 4): "resnext101_64x4d",
+    ("Bottleneck", (3, 4, 6, 3), 1, 128): "wide_resnet50_2",
+    ("Bottleneck", (3, 4, 23, 3), 1, 128): "wide_resnet101_2",
 }
 _TV_VGGS = {8: "vgg11", 10: "vgg13", 13: "vgg16", 16: "vgg19"}
 
@@ -143,11 +158,11 @@ def _last_linear(module: nn.Module) -> nn.Linear | None:
 
 def _detect_builder(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
     """Builder and kwargs that rebuild ``model``'s (unpruned) topology, if recognised."""
-    if isinstance(model, (CifarResNet, CifarPreActResNet)):
+    if _is(model, "CifarResNet", "CifarPreActResNet"):
         stages = [getattr(model, f"layer{i}") for i in (1, 2, 3)]
         blocks = [b for stage in stages for b in stage]
         shortcuts = [getattr(b, "shortcut", None) for b in blocks]
-        if any(isinstance(s, ZeroPadShortcut) for s in shortcuts):
+        if any(_is(s, "ZeroPadShortcut") for s in shortcuts):
             shortcut = "A"
         elif any(s is not None and not isinstance(s, nn.Identity) for s in shortcuts):
             shortcut = "B"
@@ -155,23 +170,23 @@ def _detect_builder(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
             return None
         kwargs = {
             "num_blocks": [len(stage) for stage in stages],
-            "num_classes": model.linear.out_features,
+            "num_classes": getattr(model, "linear").out_features,  # noqa: B009
             "block": "bottleneck" if "Bottleneck" in type(blocks[0]).__name__ else "basic",
             "shortcut": shortcut,
             **_normalize_kwargs(model),
         }
         return f"prunesafe.models:{type(model).__name__}", kwargs
-    if isinstance(model, CifarVGG):
+    if _is(model, "CifarVGG"):
         config: list[int | str] = []
-        for m in model.features:
+        for m in getattr(model, "features"):  # noqa: B009
             if isinstance(m, nn.Conv2d):
                 config.append(m.out_channels)
             elif isinstance(m, nn.MaxPool2d):
                 config.append("M")
-        batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in model.features)
+        batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
         kwargs = {
             "config": config,
-            "num_classes": model.classifier.out_features,
+            "num_classes": getattr(model, "classifier").out_features,  # noqa: B009
             "batch_norm": batch_norm,
             **_normalize_kwargs(model),
         }
@@ -185,7 +200,9 @@ def _detect_builder(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
     if cls == "ResNet":
         first_block = type(getattr(model, "layer1")[0]).__name__  # noqa: B009
         layers = tuple(len(getattr(model, f"layer{i}")) for i in (1, 2, 3, 4))
-        name = _TV_RESNETS.get((first_block, layers))
+        groups, width = getattr(model, "groups", None), getattr(model, "base_width", None)
+        if isinstance(groups, int) and isinstance(width, int):
+            name = _TV_RESNETS.get((first_block, layers, groups, width))
     elif cls == "VGG":
         features = getattr(model, "features")  # noqa: B009
         convs = sum(isinstance(m, nn.Conv2d) for m in features.modules())
@@ -194,9 +211,56 @@ def _detect_builder(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
         name = None if base is None else base + ("_bn" if bn else "")
     elif cls == "MobileNetV2":
         name = "mobilenet_v2"
+    else:
+        name = _match_torchvision_builder(model, num_classes)
     if name is None:
         return None
     return f"torchvision.models:{name}", dict(num_classes)
+
+
+def _topology(model: nn.Module) -> list[tuple[str, str, Any, Any]]:
+    """What pruning never changes: module names and types, conv kernels and strides."""
+    return [
+        (name, type(m).__name__, getattr(m, "kernel_size", None), getattr(m, "stride", None))
+        for name, m in model.named_modules()
+    ]
+
+
+def _match_torchvision_builder(model: nn.Module, num_classes: dict[str, int]) -> str | None:
+    """The one registered torchvision builder of ``model``'s module whose fresh model has its topology.
+
+    Candidates are built on the ``meta`` device (no memory, no weights); ``None`` when none or several
+    match (then ``builder=`` must be given).
+    """
+    try:
+        import torchvision.models as tv_models
+    except ImportError:  # pragma: no cover - torchvision is optional
+        return None
+    module = type(model).__module__
+    wanted = _topology(model)
+    found: list[str] = []
+    for name in tv_models.list_models():
+        if getattr(tv_models.get_model_builder(name), "__module__", None) != module:
+            continue
+        if _fresh_topology(name, tuple(num_classes.items())) == (type(model).__qualname__, wanted):
+            found.append(name)
+    return found[0] if len(found) == 1 else None
+
+
+@functools.lru_cache(maxsize=256)
+def _fresh_topology(name: str, kwargs: tuple[tuple[str, int], ...]) -> tuple[str, list[Any]] | None:
+    """Class name and topology of a fresh torchvision model, built on ``meta`` (cached)."""
+    import warnings
+
+    import torchvision.models as tv_models
+
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")  # e.g. GoogLeNet's init_weights FutureWarning
+            candidate = tv_models.get_model_builder(name)(weights=None, **dict(kwargs))
+    except Exception:  # a builder that needs other arguments cannot be the one
+        return None
+    return type(candidate).__qualname__, _topology(candidate)
 
 
 def _builder_name(builder: str | Callable[..., nn.Module]) -> str:
@@ -250,7 +314,7 @@ def _allowed_builders() -> dict[str, Callable[..., Any]]:
     (except those that read a file), and torchvision's registered model builders
     (:func:`torchvision.models.list_models` / :func:`torchvision.models.get_model_builder`).
     """
-    import prunesafe.models as zoo
+    zoo = importlib.import_module("prunesafe.models")  # by name: the pruning package does not depend on it
 
     allowed: dict[str, Callable[..., Any]] = {}
     for name in zoo.__all__:
@@ -359,9 +423,12 @@ def save_pruned(
         Function or class that builds the *unpruned* architecture, as
         ``"package.module:name"`` (``"prunesafe.models:cifar_resnet"``) or the callable itself;
         it must live under ``prunesafe.`` or ``torchvision.models``.  Detected for prunesafe's
-        CIFAR ResNet/VGG and torchvision ResNet-18..152, VGG-11..19(_bn) and MobileNetV2 when
-        left out; otherwise the file records no builder and :func:`load_pruned` needs ``model=``
-        (a ``UserWarning`` says so).
+        CIFAR ResNet/VGG, torchvision's ResNet family (ResNet-18..152, ResNeXt, Wide ResNet: by
+        ``groups`` and ``base_width``), VGG-11..19(_bn), MobileNetV2 and any other torchvision
+        model whose registered builder is the only one giving its module names, types, kernels
+        and strides (e.g. DenseNet-121, EfficientNet-B0, ConvNeXt-T; not width-only variants such
+        as ShuffleNetV2 x0.5/x1.0) when left out; otherwise the file records no builder and
+        :func:`load_pruned` needs ``model=`` (a ``UserWarning`` says so).
     builder_kwargs : mapping, optional
         Keyword arguments for ``builder`` (plain Python values only).
     masks : {"keep", "fold"}, default "keep"

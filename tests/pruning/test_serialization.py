@@ -284,3 +284,46 @@ def test_structured_then_unstructured_round_trip(tmp_path: Path) -> None:
     assert torch.equal(loaded(x), both(x))
     assert loaded.layer1[0].conv1.weight_mask.shape == (8, 16, 3, 3)
     assert loaded.prunesafe_pruning.history[0]["method"] == "filter"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("resnext50_32x4d", "torchvision.models:resnext50_32x4d"),  # was recorded as resnet50
+        ("wide_resnet50_2", "torchvision.models:wide_resnet50_2"),  # was recorded as resnet50
+        ("resnet50", "torchvision.models:resnet50"),
+        ("densenet121", "torchvision.models:densenet121"),
+        ("shufflenet_v2_x0_5", None),  # x0_5 ... x2_0 differ only in widths, which pruning changes: ambiguous
+    ],
+)
+def test_torchvision_builder_is_the_real_one(name: str, expected: str | None) -> None:
+    from prunesafe.pruning.serialization import _detect_builder
+
+    detected = _detect_builder(torchvision.models.get_model(name, weights=None, num_classes=10))
+    assert (detected[0] if detected else None) == expected
+    if detected:
+        assert detected[1] == {"num_classes": 10}
+
+
+def test_filter_pruned_resnext_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnext50_32x4d(weights=None, num_classes=10).eval()
+    x = torch.rand(1, 3, 64, 64)
+    pruned = prune_model(model, "filter", 0.3, example_inputs=x)
+    again = _round_trip(pruned, tmp_path)
+    assert type(again).__name__ == "ResNet"
+    assert again.layer1[0].conv2.groups == 32
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x), pruned(x))
+
+
+def test_pruning_package_does_not_import_the_model_zoo() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "prunesafe" / "pruning"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("prunesafe.models"), f"{path.name} imports {node.module}"
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("prunesafe.models") for a in node.names), path.name
