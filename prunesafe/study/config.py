@@ -37,7 +37,7 @@ Dataset = Literal["cifar10", "cifar100"]
 TrainMode = Literal["baseline"]
 
 #: Keys that do not change any number (left out of ``config_hash``).
-_UNHASHED = ("out", "progress", "notes")
+_UNHASHED = ("out", "progress", "notes", "figures", "reliability")
 
 
 def builder_of(name: str, num_classes: int = 10) -> tuple[str, dict[str, Any]]:
@@ -354,6 +354,7 @@ class StudyConfig:
     device: str = "cpu"
     out: str = "results"
     reliability: tuple[str, ...] = ("auto",)
+    figures: bool = True
     progress: bool = True
     notes: tuple[str, ...] = ()
 
@@ -562,7 +563,7 @@ class StudyConfig:
         if self.dataset not in ("cifar10", "cifar100"):
             raise ValueError(f'dataset must be "cifar10" or "cifar100", got {self.dataset!r}')
         self.resolved_corruptions()
-        for key in ("control", "temperature_scaling", "progress"):
+        for key in ("control", "temperature_scaling", "progress", "figures"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
         import torch

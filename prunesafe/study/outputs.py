@@ -332,6 +332,7 @@ def write_outputs(config: StudyConfig, out: Path, jobs: Sequence[Job]) -> StudyR
     files["summary.csv"] = _write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
     table = verdict(config, rows, run)
     files["verdict.csv"] = _write_csv(out / "verdict.csv", table, VERDICT_COLUMNS)
-    files.update(write_figures(config, out, summary, rows, run))
+    if config.figures:
+        files.update(write_figures(config, out, summary, rows, run))
     files["report.md"] = write_report(config, out, summary, table, rows)
     return StudyResult(records=list(rows), summary=summary, verdict=table, out=out, files=files)
