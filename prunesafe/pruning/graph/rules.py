@@ -235,8 +235,11 @@ def register_channel_rule(
     :class:`RuleContext` ``ctx`` (``ctx.tie``, ``ctx.barrier``, ``ctx.add_slot``).  For a
     function (or a tensor method given by name) ``rule(function, ctx)`` is called for every
     traced call; a plain Python function is kept as one call in the trace wherever a forward
-    calls it through a global name.  A registration replaces an earlier one for the same
-    target (the built-in rules included).  An op with no rule is a barrier.
+    calls it through a public global name of its module (``torch.fx`` autowrapping; a name
+    starting with ``_`` is not patched, and a call through ``module.function`` is traced into
+    unless the function is ``torch.fx.wrap``-ed, as torchvision's ``stochastic_depth`` is).
+    A registration replaces an earlier one for the same target (the built-in rules
+    included).  An op with no rule is a barrier.
 
     Parameters
     ----------
