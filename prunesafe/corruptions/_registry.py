@@ -11,10 +11,11 @@ Contract of a corruption function (every module of :mod:`prunesafe.corruptions` 
   has leading dimension ``N == x.shape[0]``.  Deterministic corruptions ignore it.
 * ``options`` -- only the keyword options named in ``register_corruption(..., options=...)``
   (e.g. ``frost_dir``), passed by :func:`~prunesafe.corruptions.corrupt`.
-* Returns float32 NCHW on ``x.device`` in the reference's value scale ``[0, 255]`` *before* its final
-  ``np.uint8`` cast.  Values may stray outside ``[0, 255]``: :func:`~prunesafe.corruptions.corrupt`
-  clamps to ``[0, 255]`` and then truncates (floor) for uint8 output, exactly like ``np.uint8`` of the
-  reference's non-negative floats; for float output it returns the clamped value divided by 255.
+* Returns float32 (or float64, floored as such) NCHW on ``x.device`` in the reference's value scale
+  ``[0, 255]`` *before* its final ``np.uint8`` cast.  Values may stray outside ``[0, 255]``:
+  :func:`~prunesafe.corruptions.corrupt` clamps to ``[0, 255]`` and then truncates (floor) for uint8
+  output, exactly like ``np.uint8`` of the reference's non-negative floats; for float output it returns
+  the clamped value divided by 255.
 
 Registration happens when the implementation modules are imported (see :data:`IMPLEMENTATION_MODULES`);
 :func:`get_corruption` imports them on first use, so ``import prunesafe.corruptions._registry`` alone is

@@ -72,7 +72,10 @@ def _as_tensor(images: Any) -> tuple[Tensor, bool]:
         return images, False
     if isinstance(images, np.ndarray):
         if images.dtype == np.uint8 or images.dtype.kind == "f":
-            return torch.from_numpy(np.ascontiguousarray(images)), True
+            arr = np.ascontiguousarray(images)
+            if not arr.flags.writeable:  # e.g. a read-only memory map: torch wants writable memory
+                arr = arr.copy()
+            return torch.from_numpy(arr), True
         raise TypeError(
             f"images must be uint8 (NHWC) or float (NCHW in [0, 1]), got numpy dtype {images.dtype}"
         )
@@ -235,7 +238,7 @@ def corrupt(
             raise RuntimeError(
                 f"corruption {name!r} returned shape {tuple(y.shape)}, expected {tuple(x[lo:hi].shape)}"
             )
-        y = y.to(torch.float32).clamp_(0.0, 255.0)
+        y = y.clamp(0.0, 255.0)  # float32 or float64: floored in the dtype the corruption computed in
         if was_uint8:
             pieces.append(y.floor_().to(torch.uint8).permute(0, 2, 3, 1).contiguous())
         else:
