@@ -11,11 +11,17 @@ True
 
 from prunesafe.pruning.api import PruningRecord, get_record, prune_model
 from prunesafe.pruning.base import Pruner, get_pruner, register_pruner, registered_pruners, unregister_pruner
-from prunesafe.pruning.graph import ChannelGraph, ChannelGroup, build_channel_graph, register_channel_rule
+from prunesafe.pruning.graph import (
+    ChannelGraph,
+    ChannelGroup,
+    build_channel_graph,
+    register_channel_rule,
+    unregister_channel_rule,
+)
 from prunesafe.pruning.report import LayerReport, PruningReport, count_macs, pruning_report
 from prunesafe.pruning.serialization import describe_architecture, load_pruned, save_pruned
 from prunesafe.pruning.slimming import SlimmingRegularizer, slimming_penalty
-from prunesafe.pruning.structured import ChannelPruner, FilterPruner
+from prunesafe.pruning.structured import ChannelPruner, FilterPruner, PruningVerificationError
 from prunesafe.pruning.unstructured import UnstructuredPruner, finalize, is_pruned, sparsity
 
 __all__ = [
@@ -27,6 +33,7 @@ __all__ = [
     "Pruner",
     "PruningRecord",
     "PruningReport",
+    "PruningVerificationError",
     "SlimmingRegularizer",
     "UnstructuredPruner",
     "build_channel_graph",
@@ -45,5 +52,6 @@ __all__ = [
     "save_pruned",
     "slimming_penalty",
     "sparsity",
+    "unregister_channel_rule",
     "unregister_pruner",
 ]
