@@ -89,8 +89,15 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the study of parsed arguments; 0 on success, 2 for a bad config (message on stderr)."""
+    import logging
+
     from prunesafe.study.runner import run_study
 
+    handler = logging.StreamHandler(sys.stderr)  # one line per finished job, also with --no-progress
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("prunesafe.study")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
         cfg = config_from_args(args)
         if args.print_config:

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import traceback
 import warnings
@@ -631,6 +632,7 @@ def _run_job(
         "logits": logits,
         "checkpoint": checkpoint,
         "seconds": time.perf_counter() - start,
+        "rank": int(os.environ.get("RANK", "0")),
     }
 
 
@@ -640,13 +642,14 @@ def _log_job(job: Job, payload: Mapping[str, Any], progress: bool) -> None:
     mpc = float(np.mean(corrupt)) if corrupt else math.nan
     line = (
         f"[study] {job.model} {job.method:<12} ratio={job.ratio:.2f} seed={job.seed}: "
-        f"clean acc={clean['accuracy']:.4f} ECE={clean['ece']:.4f} mPC={mpc:.4f} ({payload['seconds']:.1f} s)"
+        f"clean acc={clean['accuracy']:.4f} ECE={clean['ece']:.4f} mPC={mpc:.4f} "
+        f"({payload['seconds']:.1f} s on rank {payload.get('rank', 0)})"
     )
     logger.info(line)
-    if progress:
+    if progress and not logger.hasHandlers():  # no logging set up: still one line per finished job
         from tqdm.auto import tqdm
 
-        tqdm.write(line)
+        tqdm.write(line, file=sys.stderr)
 
 
 def _write_payload(out: Path, job: Job, payload: Mapping[str, Any]) -> None:
