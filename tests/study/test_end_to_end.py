@@ -27,8 +27,8 @@ def e2e(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path, checkpoint: P
     cfg = {
         "models": [{"name": "resnet20", "checkpoint": str(checkpoint)}], "methods": ["unstructured"],
         "ratios": [0.5], "seeds": [0, 1], "finetune_epochs": 1, "n_holdout": 32,
-        "corruptions": ["fog", "contrast"], "severities": [1, 2], "data_dir": str(tiny_data), "out": str(out), "progress": False,
-        "bootstrap_resamples": 200, "batch_size": 64,
+        "corruptions": ["fog", "contrast"], "severities": [1, 2], "data_dir": str(tiny_data), "out": str(out),
+        "progress": False, "bootstrap_resamples": 200, "batch_size": 64,
     }  # fmt: skip
     return run_study(cfg), out
 
