@@ -82,6 +82,14 @@ def _as_tensor(images: Any) -> tuple[Tensor, bool]:
     raise TypeError(f"images must be a numpy array or a torch tensor, got {type(images).__name__}")
 
 
+def _on_device(images: Any, device: torch.device | str | None) -> Any:
+    """``images`` as a tensor on ``device``, or unchanged when ``device`` is None."""
+    if device is None:
+        return images
+    t = images if isinstance(images, Tensor) else torch.from_numpy(np.asarray(images))
+    return t.to(device)
+
+
 def _to_float_nchw(t: Tensor) -> tuple[Tensor, bool, bool]:
     """Validate and convert to float32 NCHW in [0, 1]; returns (x, was_uint8, was_single_image)."""
     single = t.ndim == 3
