@@ -381,6 +381,9 @@ class _Evaluator:
         if self.fast is not None:
             self._slot_np = self.fast.slot.numpy()
             self._feats_np = [np.ascontiguousarray(self.fast.feats[:, j].numpy()) for j in range(3)]
+            pos = self._feats_np[1]
+            self._binary_positive = bool(np.all((pos == 0.0) | (pos == 1.0)))
+            self._positive_np = pos.astype(np.int64)
         if self.fast is not None and units.inverse is not None:
             # per-cluster slot sums, (K, slots * 3)
             f = self.fast
@@ -404,11 +407,16 @@ class _Evaluator:
             flat += (np.arange(b, dtype=np.int64) * f.n_slots)[:, None]
             flat = flat.reshape(-1)
             size = b * f.n_slots
-            cols: list[np.ndarray] = [np.bincount(flat, minlength=size).astype(np.float64)]
-            cols += [
-                np.bincount(flat, weights=np.take(self._feats_np[j], d).reshape(-1), minlength=size)
-                for j in (1, 2)
-            ]
+            if self._binary_positive:  # one unweighted bincount of (slot, positive) gives both counts
+                both = np.bincount(flat * 2 + np.take(self._positive_np, d).reshape(-1), minlength=2 * size)
+                both = both.reshape(size, 2).astype(np.float64)
+                cols = [both.sum(1), both[:, 1]]
+            else:
+                cols = [
+                    np.bincount(flat, minlength=size).astype(np.float64),
+                    np.bincount(flat, weights=np.take(self._feats_np[1], d).reshape(-1), minlength=size),
+                ]
+            cols.append(np.bincount(flat, weights=np.take(self._feats_np[2], d).reshape(-1), minlength=size))
             return torch.from_numpy(np.stack(cols, 1)).view(b, f.n_slots, 3)
         counts = torch.zeros(b, self.units.k, dtype=torch.float64)
         counts.scatter_add_(1, draws, torch.ones(draws.shape, dtype=torch.float64))
@@ -471,6 +479,10 @@ def _interval(
         levels.append(nd.cdf(z0 + (z0 + zp) / (1.0 - a * (z0 + zp))))
     lo, hi = np.quantile(reps, levels)
     return float(lo), float(hi)
+
+
+def _std(reps: np.ndarray) -> float:
+    return float(reps.std(ddof=1)) if np.all(np.isfinite(reps)) else math.nan
 
 
 def _progress(iterator: Iterator[Tensor], total: int, progress: bool, desc: str) -> Iterator[Tensor]:
@@ -565,7 +577,7 @@ def bootstrap_ci(
         high=high,
         confidence=float(confidence),
         n_resamples=n_resamples,
-        std_error=float(reps.std(ddof=1)),
+        std_error=_std(reps),
         replicates=reps,
         method=method,
     )
@@ -658,7 +670,7 @@ def paired_bootstrap_ci(
         method=method,
         confidence=float(confidence),
         n_resamples=n_resamples,
-        std_error=float(reps.std(ddof=1)),
+        std_error=_std(reps),
         estimate_a=est_a,
         estimate_b=est_b,
         replicates=reps,
