@@ -500,3 +500,44 @@ def test_torchvision_models_lose_a_quarter_of_their_parameters_and_still_train(n
     pruned.eval()
     assert pruned(x).shape == (2, 1000)
     _train_step(pruned, x)
+
+
+# ----------------------------------------------------------------------------- channel selection
+
+
+def test_channel_selection_resnet164_removes_what_liu_et_al_global_threshold_removes():
+    from prunesafe.models import cifar_preact_resnet
+    from prunesafe.pruning.selection import ChannelSelectionBatchNorm2d, add_channel_selection
+
+    model = cifar_preact_resnet(164, block="bottleneck").eval()
+    x = torch.rand(2, 3, 32, 32)
+    gen = torch.Generator().manual_seed(0)
+    bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    with torch.no_grad():
+        for bn in bns.values():
+            bn.weight.copy_(torch.rand(bn.num_features, generator=gen) * 2 - 1)
+    gammas = {n: bn.weight.detach().abs().clone() for n, bn in bns.items()}
+    converted = add_channel_selection(model, x[:1])
+    # the pre-activation BNs (first BN of every unit) and the final BN read the residual stream;
+    # layer1.0.bn1 reads the stem conv alone (a projection shortcut follows): it is pruned directly
+    stream = [f"layer{s}.{i}.bn1" for s in (1, 2, 3) for i in range(18)][1:]
+    assert converted == [*stream, "bn"]
+    # transcription of Liu et al.'s code: thre = sorted(all |gamma|)[int(total * ratio)]; keep |gamma| > thre
+    ratio = 0.4
+    flat = torch.cat(list(gammas.values()))
+    threshold = torch.sort(flat).values[int(len(flat) * ratio)]
+    expected_keep = {n: torch.nonzero(g > threshold).ravel() for n, g in gammas.items()}
+    pruned = prune_model(model, "channel", ratio, example_inputs=x[:1], selection="threshold", inplace=True)
+    for name, keep in expected_keep.items():
+        module = pruned.get_submodule(name)
+        if isinstance(module, ChannelSelectionBatchNorm2d):
+            assert module.num_features == len(gammas[name])  # the stream BN stays whole
+            torch.testing.assert_close(module.indices, keep)
+        else:
+            torch.testing.assert_close(module.weight.detach().abs(), gammas[name][keep])
+    assert pruned.layer1[0].conv1.in_channels == len(expected_keep["layer1.0.bn1"])
+    assert pruned.linear.in_features == len(expected_keep["bn"])
+    assert pruned(x).shape == (2, 10)
+    _train_step(pruned, x)
+    state = pruned.state_dict()
+    assert state["layer2.0.bn1.indices"].dtype == torch.int64

@@ -75,6 +75,9 @@ class ChannelSlot:
     update : callable or None
         ``update(module, keep)`` fixes the module's attributes (``out_channels`` ...) after
         slicing; ``keep`` is the sorted LongTensor of kept channel indices.
+    mask : callable or None
+        ``mask(module, idx)`` zeroes the channels ``idx`` of the slot at their source, for a
+        masked reference of a removal (verification); ``None``: zero ``tensors`` at ``idx``.
     """
 
     module_name: str
@@ -83,6 +86,7 @@ class ChannelSlot:
     elements: IntArray
     tensors: tuple[tuple[str, int], ...] = ()
     update: Update | None = None
+    mask: Update | None = None
 
 
 @dataclass
@@ -182,6 +186,7 @@ class ChannelGraph:
         update: Update | None,
         *,
         tag: str = "",
+        mask: Update | None = None,
     ) -> None:
         key = (name, role, tuple(attr for attr, _ in tensors), tag)
         if key in self._slot_index:  # module called more than once: its channels are shared
@@ -190,7 +195,7 @@ class ChannelGraph:
         module = self.model.get_submodule(name)
         self._slot_index[key] = len(self.slots)
         self.slots.append(
-            ChannelSlot(name, module, role, np.asarray(elements, dtype=np.int64), tensors, update)
+            ChannelSlot(name, module, role, np.asarray(elements, dtype=np.int64), tensors, update, mask)
         )
 
     def _finish(self) -> None:
