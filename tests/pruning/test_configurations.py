@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from torch import nn
 
 from prunesafe.models import cifar_resnet, cifar_vgg
 from prunesafe.models.cifar_vgg import CifarVGG
-from prunesafe.pruning import prune_model, pruning_report, register_channel_rule
+from prunesafe.pruning import prune_model, pruning_report, register_channel_rule, unregister_channel_rule
 from prunesafe.pruning.structured import PruningVerificationError
 
 X = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -270,8 +271,15 @@ def _wrong_flip_rule(module: nn.Module, ctx: object) -> None:
     ctx.tie(ctx.inputs[0], ctx.output)  # type: ignore[attr-defined]  # WRONG: channel i comes out at C-1-i
 
 
-def test_verify_catches_a_wrong_channel_rule() -> None:
+@pytest.fixture
+def wrong_flip_rule() -> Iterator[None]:
     register_channel_rule(_Flip, _wrong_flip_rule, preserves_shape=True)
+    yield
+    unregister_channel_rule(_Flip)
+
+
+@pytest.mark.usefixtures("wrong_flip_rule")
+def test_verify_catches_a_wrong_channel_rule() -> None:
     torch.manual_seed(0)
     model = _random_gammas(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), _Flip(),
                                          nn.Conv2d(8, 4, 3)))  # fmt: skip

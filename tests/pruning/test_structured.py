@@ -141,19 +141,28 @@ def test_masked_equals_removed(name, cls, coupling):
         torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_option_a_resnet56_both_policies_shrink_the_shortcut():
-    for coupling in ("exclude", "together"):
-        model, x = _model("cifar_resnet56")
-        FilterPruner(0.5, coupling=coupling).prune(model, example_inputs=x[:1])
-        for block in [*model.layer2, *model.layer3]:
-            out = block.conv2.out_channels
-            if isinstance(block.shortcut, ZeroPadShortcut):
-                sc = block.shortcut
-                assert sc.pad_front + block.conv1.in_channels + sc.pad_back == out
-        if coupling == "together":
-            assert model.linear.in_features < 64
-            assert model.conv1.out_channels < 16
-        assert model(x).shape == (2, 10)
+def test_option_a_resnet56_exclude_keeps_the_stream_together_shrinks_the_padding():
+    model, x = _model("cifar_resnet56")
+    FilterPruner(0.5, coupling="exclude").prune(model, example_inputs=x[:1])
+    # exclude: the residual stream (and so the zero padding of the shortcuts) is untouched
+    assert [(b.shortcut.pad_front, b.shortcut.pad_back) for b in (model.layer2[0], model.layer3[0])] == [
+        (8, 8),
+        (16, 16),
+    ]
+    assert {b.conv2.out_channels for b in model.layer2} == {32}
+    assert {b.conv1.out_channels for b in model.layer2} == {16}
+    model, x = _model("cifar_resnet56")
+    FilterPruner(0.5, coupling="together").prune(model, example_inputs=x[:1])
+    for stage, pad in ((model.layer2, 8), (model.layer3, 16)):
+        block, sc = stage[0], stage[0].shortcut
+        assert isinstance(sc, ZeroPadShortcut)
+        out = block.conv2.out_channels
+        assert sc.pad_front + block.conv1.in_channels + sc.pad_back == out  # option A: pad + input = output
+        assert sc.pad_front + sc.pad_back < 2 * pad  # zero channels were pruned with the stream
+        assert {b.conv2.out_channels for b in stage} == {out}  # one width along the residual stream
+    assert model.linear.in_features == model.layer3[-1].conv2.out_channels < 64
+    assert model.conv1.out_channels < 16
+    assert model(x).shape == (2, 10)
 
 
 def test_unmasked_removal_changes_outputs():

@@ -2,7 +2,8 @@
 
 Every combination must run without a shape error, keep every layer non-empty, reach the asked
 ratio within a stated tolerance and leave outputs identical at ratio 0; at ratio 0.5 the
-report's parameter drop must equal the actual drop.
+pruned VGG-16 must equal independent references: the half-width VGG-16 architecture (filter), the
+BN channels above the global k-th smallest |gamma| (channel), torch's count of masked weights.
 
 Tolerances on ``achieved_ratio``:
 * unstructured -- exact: ``round(ratio · n) / n`` of the targeted conv weights (|diff| ≤ 1/n);
@@ -22,6 +23,7 @@ import torchvision
 from torch import nn
 
 from prunesafe.models import cifar_resnet, cifar_vgg
+from prunesafe.models.cifar_vgg import VGG_CONFIGS, CifarVGG
 from prunesafe.pruning import prune_model, pruning_report
 from prunesafe.pruning.unstructured import unstructured_targets
 
@@ -75,11 +77,27 @@ def test_sweep(name: str, method: str, ratio: float) -> None:
     if ratio != 0.5:
         return
     report = pruning_report(original, pruned, X[:1])
-    actual_drop = sum(p.numel() for p in original.parameters()) - sum(p.numel() for p in pruned.parameters())
-    assert report.params_before - report.params_after == actual_drop
+    assert report.params_after == sum(p.numel() for p in pruned.parameters())
     if method == "unstructured":
+        n = sum(m.weight_mask.numel() for _, m in unstructured_targets(pruned))
         masked = sum(int((m.weight_mask == 0).sum()) for _, m in unstructured_targets(pruned))
+        assert masked == round(0.5 * n)  # torch.nn.utils.prune's count
         assert report.nonzero_params_before - report.nonzero_params_after == masked
+        return
+    assert report.macs_after < report.macs_before
+    if name != "cifar_vgg16":
+        assert report.params_after < report.params_before
+        return
+    if method == "filter":
+        # every conv of a plain VGG is prunable: each keeps half its filters, i.e. VGG-16 at half width
+        half = [c if c == "M" else c // 2 for c in VGG_CONFIGS[16]]
+        reference = CifarVGG(half, 10)
+        reference.load_state_dict(pruned.state_dict(), strict=True)
+        assert report.params_after == sum(p.numel() for p in reference.parameters())
     else:
-        assert actual_drop > 0
-        assert report.macs_after < report.macs_before
+        # network slimming: the BN channels above the k-th smallest |gamma| of ALL BN channels stay
+        gammas = [m.weight.detach().abs() for m in original.modules() if isinstance(m, nn.BatchNorm2d)]
+        everything = torch.cat(gammas)
+        cut = everything.sort().values[round(0.5 * len(everything)) - 1]
+        kept = [m.num_features for m in pruned.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert kept == [max(int((g > cut).sum()), 1) for g in gammas]

@@ -261,3 +261,43 @@ def test_masked_and_finalized_models_export() -> None:
     assert torch.allclose(exported.module()(x), masked(x))
     finalized = finalize(prune_model(model, "unstructured", 0.5))
     assert torch.allclose(torch.export.export(finalized, (x,)).module()(x), finalized(x))
+
+
+def _rethinking_weight_level_masks(model: nn.Module, percent: float) -> list[torch.Tensor]:
+    """Transcribed from rethinking-network-pruning cifar/weight-level/prune.py (one threshold)."""
+    total = 0
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            total += m.weight.data.numel()
+    conv_weights = torch.zeros(total)
+    index = 0
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            size = m.weight.data.numel()
+            conv_weights[index : (index + size)] = m.weight.data.view(-1).abs().clone()
+            index += size
+    y, _ = torch.sort(conv_weights)
+    thre_index = int(total * percent)
+    thre = y[thre_index]
+    return [m.weight.data.abs().gt(thre).float() for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+@pytest.mark.parametrize("percent", [0.3, 0.7])
+@pytest.mark.parametrize("tied", [False, True])
+def test_threshold_selection_is_the_weight_level_code(percent: float, tied: bool) -> None:
+    torch.manual_seed(0)
+    model = cifar_resnet(8)
+    if tied:
+        with torch.no_grad():  # few distinct magnitudes: ties straddle the threshold
+            for m in model.modules():
+                if isinstance(m, nn.Conv2d):
+                    m.weight.copy_((m.weight * 20).round() / 20)
+    expected = _rethinking_weight_level_masks(model, percent)
+    pruned = prune_model(model, "unstructured", percent, selection="threshold")
+    got = [m.weight_mask for m in pruned.modules() if isinstance(m, nn.Conv2d)]
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+    record = pruned.prunesafe_pruning
+    assert record.achieved_ratio >= percent
+    if tied:
+        assert record.achieved_ratio > percent + 0.01  # ties at the threshold are pruned too
