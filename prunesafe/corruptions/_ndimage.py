@@ -6,9 +6,8 @@ device, in the tensor's dtype (the corruption modules use float64 where the refe
 
 * :func:`gaussian_filter` -- ``skimage.filters.gaussian`` / ``scipy.ndimage.gaussian_filter`` on the two
   spatial axes: the same kernel (``radius = int(truncate * sigma + 0.5)``, weights from numpy exactly as
-  scipy computes them), the same boundary modes and the same order of floating-point operations as
-  scipy's symmetric 1-D correlation (centre tap first, then the pairs from the outermost inwards), axis
-  ``H`` before axis ``W``.  In float64 the result is bit-identical to scipy's on the same machine class.
+  scipy computes them) and the same boundary modes, applied as two small matrix products (fast on CPU
+  and GPU); float64 results equal scipy's to about 1e-16 relative.
 * :func:`zoom_matrix` -- the linear operator of ``scipy.ndimage.zoom(order=1)`` along one axis.
 * :func:`map_coordinates_linear` -- ``scipy.ndimage.map_coordinates(order=1, mode="reflect")`` for one
   (row, column) coordinate pair per output pixel.
@@ -26,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
@@ -37,6 +37,7 @@ __all__ = [
     "boundary_index",
     "floor_safe_f32",
     "gaussian_filter",
+    "gaussian_operator",
     "gaussian_weights",
     "map_coordinates_linear",
     "to_reference_f64",
@@ -97,18 +98,33 @@ def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
     return phi / phi.sum()  # type: ignore[no-any-return]
 
 
-def _filter_axis(x: Tensor, weights: np.ndarray, dim: int, mode: BoundaryMode) -> Tensor:
-    radius = (len(weights) - 1) // 2
-    if radius == 0:
-        return x * float(weights[0])
-    n = x.shape[dim]
-    idx = boundary_index(torch.arange(-radius, n + radius, device=x.device), n, mode)
-    padded = torch.index_select(x, dim, idx)
-    out = padded.narrow(dim, radius, n) * float(weights[radius])
-    for j in range(radius, 0, -1):
-        pair = padded.narrow(dim, radius - j, n) + padded.narrow(dim, radius + j, n)
-        out = out + pair * float(weights[radius + j])
-    return out
+@functools.lru_cache(maxsize=64)
+def _gaussian_operator(n: int, sigma: float, mode: str, truncate: float) -> Tensor:
+    w = gaussian_weights(sigma, truncate)
+    radius = (len(w) - 1) // 2
+    mat = torch.zeros((n, n), dtype=torch.float64)
+    rows = torch.arange(n)
+    for k in range(-radius, radius + 1):
+        cols = boundary_index(rows + k, n, mode)  # type: ignore[arg-type]
+        mat.index_put_(
+            (rows, cols), torch.full((n,), float(w[k + radius]), dtype=torch.float64), accumulate=True
+        )
+    return mat
+
+
+def gaussian_operator(
+    n: int, sigma: float, *, mode: BoundaryMode = "nearest", truncate: float = 4.0
+) -> Tensor:
+    """The ``n x n`` float64 matrix ``G`` of the 1-D Gaussian filter: ``filtered = G @ signal``.
+
+    Examples
+    --------
+    >>> g = gaussian_operator(8, 1.0, mode="reflect")
+    >>> torch.allclose(g.sum(1), torch.ones(8, dtype=torch.float64))
+    True
+    """
+    _check_mode(mode)
+    return _gaussian_operator(int(n), float(sigma), mode, float(truncate))
 
 
 def gaussian_filter(
@@ -117,7 +133,10 @@ def gaussian_filter(
     """Gaussian filter over the last two dimensions, like ``scipy.ndimage.gaussian_filter``.
 
     ``sigma`` is the standard deviation in pixels on both spatial axes (``sigma <= 1e-15`` leaves ``x``
-    unchanged, as scipy does); leading dimensions (images, channels) are not filtered.
+    unchanged, as scipy does); leading dimensions (images, channels) are not filtered.  Computed as
+    ``G_h @ x @ G_w^T`` with the exact scipy kernel and boundary (:func:`gaussian_operator`); the
+    result equals scipy's up to float64 rounding (about 1e-16 relative: the sums are added in another
+    order).
 
     Examples
     --------
@@ -128,8 +147,10 @@ def gaussian_filter(
     _check_mode(mode)
     if sigma <= 1e-15:
         return x.clone()
-    w = gaussian_weights(sigma, truncate)
-    return _filter_axis(_filter_axis(x, w, x.dim() - 2, mode), w, x.dim() - 1, mode)
+    h, w = x.shape[-2], x.shape[-1]
+    gh = gaussian_operator(h, sigma, mode=mode, truncate=truncate).to(device=x.device, dtype=x.dtype)
+    gw = gh if w == h else gaussian_operator(w, sigma, mode=mode, truncate=truncate).to(x.device, x.dtype)
+    return torch.matmul(torch.matmul(gh, x), gw.T)
 
 
 def zoom_matrix(n_in: int, zoom: float, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -194,15 +215,13 @@ def map_coordinates_linear(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     c_lo = c0i.clamp(0, w - 1)
     c_hi = (c0i + 1).clamp(0, w - 1)
     flat = image.reshape(n, ch, h * w)
-
-    def tap(ri: Tensor, ci: Tensor) -> Tensor:
-        idx = (ri * w + ci).reshape(n, 1, h * w).expand(n, ch, h * w)
-        return torch.gather(flat, 2, idx).reshape(n, ch, h, w)
-
+    idx = torch.stack([r_lo * w + c_lo, r_lo * w + c_hi, r_hi * w + c_lo, r_hi * w + c_hi], dim=1)
+    idx = idx.reshape(n, 1, 4 * h * w).expand(n, ch, 4 * h * w)
+    taps = torch.gather(flat, 2, idx).reshape(n, ch, 4, h, w)
     fr_ = fr.unsqueeze(1)
     fc_ = fc.unsqueeze(1)
-    top = tap(r_lo, c_lo) * (1.0 - fc_) + tap(r_lo, c_hi) * fc_
-    bottom = tap(r_hi, c_lo) * (1.0 - fc_) + tap(r_hi, c_hi) * fc_
+    top = taps[:, :, 0] * (1.0 - fc_) + taps[:, :, 1] * fc_
+    bottom = taps[:, :, 2] * (1.0 - fc_) + taps[:, :, 3] * fc_
     return top * (1.0 - fr_) + bottom * fr_
 
 
@@ -218,10 +237,12 @@ def to_reference_f64(x: Tensor) -> Tensor:
     >>> bool(to_reference_f64(x)[0] == 128 / 255)
     True
     """
-    v = x.to(torch.float64) * 255.0
+    v = x * 255.0
     r = torch.round(v)
-    v = torch.where((v - r).abs() < 1e-3, r, v)
-    return v / 255.0
+    off = (v - r).abs() >= 1e-3
+    if not bool(off.any()):  # the common case: uint8 input
+        return r.to(torch.float64) / 255.0
+    return torch.where(off, v.to(torch.float64), r.to(torch.float64)) / 255.0
 
 
 def floor_safe_f32(v: Tensor) -> Tensor:

@@ -1,0 +1,261 @@
+"""Glass blur, motion blur and elastic transform with the CIFAR-10-C severity parameters, batched in torch.
+
+Each function follows the engine's contract (:mod:`prunesafe.corruptions._registry`): ``x`` float32
+``(N, 3, 32, 32)`` in ``[0, 1]``, one random stream per image in ``rng``, result in the reference's
+``[0, 255]`` scale before its final ``np.uint8`` truncation.  The arithmetic follows the reference
+(Hendrycks & Dietterich 2019, ``make_cifar_c.py``) step by step -- float64 where it computes in float64,
+float32 where it casts -- so that, given the same random draws, the output is the reference's (see
+tests/corruptions/test_geometric.py); the draws themselves come from :class:`ImageRNG`, not numpy.
+
+glass_blur
+    Gaussian blur (``sigma``), truncation to uint8, ``iterations`` rounds of local pixel moves, Gaussian
+    blur again.  The reference's move loop ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on an HWC numpy
+    array does *not* swap: both sides are views, so after the first assignment the second copies the
+    new value back and only ``x[h, w] = x[h', w']`` survives (a duplication).  With
+    ``randint(-1, 1)`` the source ``(h', w')`` is ``(h, w)`` or its upper / left / upper-left
+    neighbour, and the loop visits pixels from the bottom-right corner upwards, so every source is read
+    before the loop reaches it: the sequential loop equals one simultaneous gather per round.  That
+    gather is what this module does (exact, not an approximation); the duplication is kept because the
+    released files contain it (docs/corruptions.md measures the difference to a true swap).
+motion_blur
+    ImageMagick's motion blur (:mod:`prunesafe.corruptions._magick`, bit-exact to ImageMagick 6.9.11
+    Q16) with ``angle ~ U(-45, 45)`` degrees per image.
+elastic_transform
+    Random affine warp of three control points (OpenCV ``getAffineTransform`` + ``warpAffine`` with
+    linear interpolation, ``BORDER_REFLECT_101`` and OpenCV's 1/32-pixel fixed-point coordinates),
+    then a smooth random displacement field (uniform noise, Gaussian-filtered with ``mode="reflect"``,
+    ``truncate=3``) applied with ``map_coordinates(order=1, mode="reflect")``.
+
+Examples
+--------
+>>> import torch
+>>> from prunesafe.corruptions._random import ImageRNG
+>>> x = torch.rand(2, 3, 32, 32)
+>>> out = glass_blur(x, 3, ImageRNG(0, "glass_blur", 3, indices=[0, 1]))
+>>> out.shape, out.dtype
+(torch.Size([2, 3, 32, 32]), torch.float32)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from prunesafe.corruptions import _magick
+from prunesafe.corruptions._ndimage import (
+    boundary_index,
+    gaussian_filter,
+    map_coordinates_linear,
+    to_reference_f64,
+)
+from prunesafe.corruptions._random import ImageRNG
+from prunesafe.corruptions._registry import register_corruption
+
+__all__ = [
+    "ELASTIC_PARAMS",
+    "GLASS_PARAMS",
+    "MOTION_PARAMS",
+    "elastic_transform",
+    "glass_blur",
+    "glass_blur_given",
+    "motion_blur",
+]
+
+#: (sigma, max_delta, iterations) per severity (reference, CIFAR).
+GLASS_PARAMS: tuple[tuple[float, int, int], ...] = (
+    (0.05, 1, 1),
+    (0.25, 1, 1),
+    (0.4, 1, 1),
+    (0.25, 1, 2),
+    (0.4, 1, 2),
+)
+#: (radius, sigma) of ImageMagick's motion blur per severity (reference, CIFAR).
+MOTION_PARAMS: tuple[tuple[float, float], ...] = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))
+#: (alpha, sigma, affine) per severity: 32 x the reference's CIFAR fractions.
+ELASTIC_PARAMS: tuple[tuple[float, float, float], ...] = (
+    (32 * 0.0, 32 * 0.0, 32 * 0.08),
+    (32 * 0.05, 32 * 0.2, 32 * 0.07),
+    (32 * 0.08, 32 * 0.06, 32 * 0.06),
+    (32 * 0.1, 32 * 0.04, 32 * 0.05),
+    (32 * 0.1, 32 * 0.03, 32 * 0.03),
+)
+
+
+def _check_x(x: Tensor) -> None:
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"x must be float (N, 3, H, W), got shape {tuple(x.shape)}")
+
+
+# --------------------------------------------------------------------------------------------- glass blur
+def glass_blur_given(x: Tensor, severity: int, moves: Tensor) -> Tensor:
+    """Glass blur with given pixel moves: ``moves`` int ``(N, iterations, 2, H-2, W-2)`` in ``{-1, 0}``.
+
+    ``moves[:, it, 0]`` is the column offset ``dx`` and ``moves[:, it, 1]`` the row offset ``dy`` that
+    the reference draws (``dx, dy = randint(-1, 1, 2)``) for target pixel ``(h, w)``, ``h, w >= 2``;
+    pixels in the first two rows / columns are never targets.  Returns float32 in ``[0, 255]`` (the first
+    blur and its uint8 truncation are computed in float64 like the reference, the rest in float32).
+
+    Examples
+    --------
+    >>> x = torch.rand(1, 3, 32, 32)
+    >>> still = torch.zeros(1, 1, 2, 30, 30, dtype=torch.long)
+    >>> torch.allclose(glass_blur_given(x, 1, still), torch.round(x * 255))
+    True
+    """
+    _check_x(x)
+    sigma, delta, iterations = GLASS_PARAMS[severity - 1]
+    if delta != 1:  # the simultaneous-gather identity below holds for sources up/left only
+        raise ValueError("glass_blur_given supports max_delta == 1 (all CIFAR severities)")
+    n, c, h, w = x.shape
+    if moves.shape != (n, iterations, 2, h - 2, w - 2):
+        raise ValueError(
+            f"moves must have shape {(n, iterations, 2, h - 2, w - 2)}, got {tuple(moves.shape)}"
+        )
+    blurred = gaussian_filter(to_reference_f64(x), sigma, mode="nearest")
+    img = torch.floor(blurred * 255.0).clamp(0, 255).to(torch.float32)  # np.uint8(... * 255)
+    rows = torch.arange(2, h, device=x.device).reshape(1, h - 2, 1)
+    cols = torch.arange(2, w, device=x.device).reshape(1, 1, w - 2)
+    base = torch.arange(h * w, device=x.device).reshape(1, h, w).expand(n, h, w).clone()
+    for it in range(iterations):
+        dx = moves[:, it, 0].to(x.device)
+        dy = moves[:, it, 1].to(x.device)
+        src = base.clone()
+        src[:, 2:, 2:] = (rows + dy) * w + (cols + dx)
+        flat = img.reshape(n, c, h * w)
+        img = torch.gather(flat, 2, src.reshape(n, 1, h * w).expand(n, c, h * w)).reshape(n, c, h, w)
+    out = gaussian_filter(img * (1.0 / 255.0), sigma, mode="nearest")
+    return out.clamp(0.0, 1.0) * 255.0
+
+
+def glass_blur(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
+    """CIFAR-10-C glass blur (see the module docstring for the reference's duplication "swap").
+
+    Examples
+    --------
+    >>> x = torch.rand(1, 3, 32, 32)
+    >>> glass_blur(x, 5, ImageRNG(0, "glass_blur", 5, indices=[0])).shape
+    torch.Size([1, 3, 32, 32])
+    """
+    _check_x(x)
+    _, _, iterations = GLASS_PARAMS[severity - 1]
+    h, w = x.shape[2], x.shape[3]
+    moves = rng.randint(-1, 1, (iterations, 2, h - 2, w - 2))
+    return glass_blur_given(x, severity, moves)
+
+
+# -------------------------------------------------------------------------------------------- motion blur
+def motion_blur(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
+    """CIFAR-10-C motion blur: ImageMagick ``motion_blur(radius, sigma, angle ~ U(-45, 45))``.
+
+    Examples
+    --------
+    >>> x = torch.full((1, 3, 32, 32), 0.5)
+    >>> motion_blur(x, 1, ImageRNG(0, "motion_blur", 1, indices=[0])).unique().tolist()
+    [128.0]
+    """
+    _check_x(x)
+    radius, sigma = MOTION_PARAMS[severity - 1]
+    angle = rng.uniform(-45.0, 45.0, (), dtype=torch.float64)
+    return _magick.motion_blur(torch.round(x * 255.0), radius, sigma, angle)
+
+
+# -------------------------------------------------------------------------------------- elastic transform
+def _affine_inverse(dst: Tensor) -> Tensor:
+    """Inverse affine maps (``(N, 2, 3)``, float64) taking the perturbed points back to the fixed ones."""
+    src = torch.tensor([[26.0, 26.0], [26.0, 6.0], [6.0, 6.0]], dtype=torch.float64, device=dst.device)
+    n = dst.shape[0]
+    ones = torch.ones((n, 3, 1), dtype=torch.float64, device=dst.device)
+    a = torch.cat([dst, ones], dim=2)  # rows (x', y', 1)
+    sol: Tensor = torch.linalg.solve(a, src.expand(n, 3, 2))  # a @ sol = src
+    return sol.transpose(1, 2)
+
+
+def _warp_affine_cv(img: Tensor, inv: Tensor) -> Tensor:
+    """OpenCV ``warpAffine`` (INTER_LINEAR, BORDER_REFLECT_101) with its fixed-point coordinates, float32."""
+    n, c, h, w = img.shape
+    dev = img.device
+    ab_scale = 1024.0
+    xs = torch.arange(w, dtype=torch.float64, device=dev).reshape(1, 1, w)
+    ys = torch.arange(h, dtype=torch.float64, device=dev).reshape(1, h, 1)
+    m = inv.reshape(n, 6, 1, 1)
+    adelta = torch.round(m[:, 0] * xs * ab_scale).long()
+    bdelta = torch.round(m[:, 3] * xs * ab_scale).long()
+    x0 = torch.round((m[:, 1] * ys + m[:, 2]) * ab_scale).long() + 16
+    y0 = torch.round((m[:, 4] * ys + m[:, 5]) * ab_scale).long() + 16
+    xq = torch.div(x0 + adelta, 32, rounding_mode="floor")  # >> (AB_BITS - INTER_BITS)
+    yq = torch.div(y0 + bdelta, 32, rounding_mode="floor")
+    xi = torch.div(xq, 32, rounding_mode="floor")
+    yi = torch.div(yq, 32, rounding_mode="floor")
+    fx = (xq - xi * 32).to(torch.float64) / 32.0
+    fy = (yq - yi * 32).to(torch.float64) / 32.0
+    flat = img.to(torch.float64).reshape(n, c, h * w)
+    r0 = boundary_index(yi, h, "mirror")
+    r1 = boundary_index(yi + 1, h, "mirror")
+    q0 = boundary_index(xi, w, "mirror")
+    q1 = boundary_index(xi + 1, w, "mirror")
+    idx = torch.stack([r0 * w + q0, r0 * w + q1, r1 * w + q0, r1 * w + q1], dim=1)
+    taps = torch.gather(flat, 2, idx.reshape(n, 1, 4 * h * w).expand(n, c, 4 * h * w)).reshape(n, c, 4, h, w)
+    fx_ = fx.unsqueeze(1)
+    fy_ = fy.unsqueeze(1)
+    out = (
+        taps[:, :, 0] * ((1 - fy_) * (1 - fx_))
+        + taps[:, :, 1] * ((1 - fy_) * fx_)
+        + taps[:, :, 2] * (fy_ * (1 - fx_))
+        + taps[:, :, 3] * (fy_ * fx_)
+    )
+    return out.to(torch.float32)
+
+
+def elastic_given(x: Tensor, severity: int, affine: Tensor, noise: Tensor) -> Tensor:
+    """Elastic transform with given draws: ``affine`` ``(N, 3, 2)``, ``noise`` ``(N, 2, H, W)``.
+
+    ``affine`` perturbs the three control points (the reference's ``uniform(-c[2], c[2], (3, 2))``),
+    ``noise[:, 0]`` / ``noise[:, 1]`` are the uniform ``[-1, 1)`` fields behind ``dx`` / ``dy``.
+    Returns float32 in ``[0, 255]``.
+
+    Examples
+    --------
+    >>> x = torch.rand(1, 3, 32, 32)
+    >>> out = elastic_given(x, 1, torch.zeros(1, 3, 2), torch.zeros(1, 2, 32, 32))
+    >>> bool((out - x * 255).abs().max() < 1e-3)
+    True
+    """
+    _check_x(x)
+    alpha, sigma, _ = ELASTIC_PARAMS[severity - 1]
+    _n, _, h, w = x.shape
+    image = to_reference_f64(x).to(torch.float32)
+    pts = torch.tensor([[26.0, 26.0], [26.0, 6.0], [6.0, 6.0]], dtype=torch.float32, device=x.device)
+    dst = (pts + affine.to(device=x.device, dtype=torch.float32)).to(torch.float64)
+    warped = _warp_affine_cv(image, _affine_inverse(dst))
+    if alpha == 0.0:
+        return warped.clamp(0.0, 1.0) * 255.0
+    field = gaussian_filter(
+        noise.to(device=x.device, dtype=torch.float64), sigma, mode="reflect", truncate=3.0
+    )
+    field = (field * alpha).to(torch.float32).to(torch.float64)
+    rows = torch.arange(h, dtype=torch.float64, device=x.device).reshape(1, h, 1) + field[:, 1]
+    cols = torch.arange(w, dtype=torch.float64, device=x.device).reshape(1, 1, w) + field[:, 0]
+    out = map_coordinates_linear(warped.to(torch.float64), rows, cols).to(torch.float32)
+    return out.clamp(0.0, 1.0) * 255.0
+
+
+def elastic_transform(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
+    """CIFAR-10-C elastic transform (random affine + smooth random displacement).
+
+    Examples
+    --------
+    >>> x = torch.rand(2, 3, 32, 32)
+    >>> elastic_transform(x, 4, ImageRNG(0, "elastic_transform", 4, indices=[0, 1])).shape
+    torch.Size([2, 3, 32, 32])
+    """
+    _check_x(x)
+    _, _, a = ELASTIC_PARAMS[severity - 1]
+    h, w = x.shape[2], x.shape[3]
+    affine = rng.uniform(-a, a, (3, 2), dtype=torch.float64)
+    noise = rng.uniform(-1.0, 1.0, (2, h, w), dtype=torch.float64)
+    return elastic_given(x, severity, affine, noise)
+
+
+register_corruption("glass_blur", glass_blur, deterministic=False)
+register_corruption("motion_blur", motion_blur, deterministic=False)
+register_corruption("elastic_transform", elastic_transform, deterministic=False)

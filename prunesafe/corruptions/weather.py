@@ -1,0 +1,423 @@
+"""Snow, frost, fog and spatter with the CIFAR-10-C severity parameters, batched in torch.
+
+Each function follows the engine's contract (:mod:`prunesafe.corruptions._registry`).  The arithmetic
+follows the reference (Hendrycks & Dietterich 2019, ``make_cifar_c.py``) step by step; each corruption
+has a ``*_given`` core that takes the random draws explicitly (the tests feed the same draws to a
+transcription of the reference that uses the real scipy / scikit-image / OpenCV / ImageMagick).
+
+snow
+    Normal snow layer ``N(loc, scale)``, ``clipped_zoom`` (scipy ``zoom(order=1)``), threshold, 8-bit
+    quantisation, ImageMagick motion blur (``angle ~ U(-135, -45)``), blended with a brightened grey
+    version of the image, plus the layer rotated by 180 degrees.
+frost
+    ``clip(a * x + b * texture)`` with a random 32x32 crop of one of the first five frost textures,
+    downscaled by 5 (``cv2.resize(fx=0.2)`` with INTER_LINEAR samples exactly every fifth pixel,
+    starting at 2).  The textures are not shipped: pass ``frost_dir`` (see docs/corruptions.md,
+    section "Frost textures").
+fog
+    ``x + a * plasma`` rescaled by ``max / (max + a)``; the plasma fractal is the reference's
+    diamond-square algorithm (``mapsize=32``), vectorised over the batch.
+spatter
+    Severities 1-3 ("water"): a thresholded blurred normal layer, its Canny edges, the chamfer
+    distance to them, histogram equalisation and an emboss filter give a turquoise liquid layer;
+    severities 4-5 ("mud"): brown blobs where the blurred layer is above threshold.  The OpenCV steps
+    are reproduced by :mod:`prunesafe.corruptions._cv`.
+
+Examples
+--------
+>>> import torch
+>>> from prunesafe.corruptions._random import ImageRNG
+>>> x = torch.rand(2, 3, 32, 32)
+>>> fog(x, 3, ImageRNG(0, "fog", 3, indices=[0, 1])).shape
+torch.Size([2, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from prunesafe.corruptions import _cv, _magick
+from prunesafe.corruptions._ndimage import gaussian_filter, zoom_matrix
+from prunesafe.corruptions._random import ImageRNG
+from prunesafe.corruptions._registry import register_corruption
+
+__all__ = [
+    "FOG_PARAMS",
+    "FROST_ENV_VAR",
+    "FROST_FILES",
+    "FROST_PARAMS",
+    "SNOW_PARAMS",
+    "SPATTER_PARAMS",
+    "fog",
+    "fog_given",
+    "frost",
+    "frost_given",
+    "load_frost_textures",
+    "plasma_fractal",
+    "snow",
+    "snow_given",
+    "spatter",
+    "spatter_given",
+]
+
+#: (loc, scale, zoom, threshold, blur radius, blur sigma, blend) per severity (reference, CIFAR).
+SNOW_PARAMS: tuple[tuple[float, float, float, float, float, float, float], ...] = (
+    (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+    (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+    (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+    (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+    (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+)
+#: (image weight, frost weight) per severity (reference, CIFAR).
+FROST_PARAMS: tuple[tuple[float, float], ...] = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))
+#: (strength, wibble decay) per severity (reference, CIFAR).
+FOG_PARAMS: tuple[tuple[float, float], ...] = ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))
+#: (loc, scale, sigma, threshold, intensity, mud) per severity (reference, CIFAR).
+SPATTER_PARAMS: tuple[tuple[float, float, float, float, float, int], ...] = (
+    (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+    (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+    (0.65, 0.3, 1, 0.69, 0.5, 0),
+    (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+    (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+)
+#: The frost texture files of the reference; it draws among the first five only.
+FROST_FILES: tuple[str, ...] = (
+    "frost1.png",
+    "frost2.png",
+    "frost3.png",
+    "frost4.jpg",
+    "frost5.jpg",
+    "frost6.jpg",
+)
+#: Environment variable consulted when ``frost_dir`` is not given.
+FROST_ENV_VAR = "PRUNESAFE_FROST_DIR"
+
+_FROST_HELP = (
+    "frost needs the reference's frost texture images frost1.png, frost2.png, frost3.png, frost4.jpg and "
+    "frost5.jpg (the files next to make_cifar_c.py in the ImageNet-C repository, "
+    "github.com/hendrycks/robustness, folder ImageNet-C/create_c; Apache-2.0).  Put them in a folder and "
+    f"pass frost_dir=<folder> (CLI: --frost-dir) or set {FROST_ENV_VAR}; see docs/corruptions.md, section "
+    "'Frost textures'"
+)
+
+
+def _check_x(x: Tensor) -> None:
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"x must be float (N, 3, H, W), got shape {tuple(x.shape)}")
+
+
+def _gray(x: Tensor) -> Tensor:
+    """OpenCV ``COLOR_RGB2GRAY`` on float RGB ``(N, 3, H, W)`` → ``(N, 1, H, W)``."""
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+# -------------------------------------------------------------------------------------------------- snow
+def _clipped_zoom(layer: Tensor, zoom: float) -> Tensor:
+    """The reference's ``clipped_zoom`` for square ``(N, H, W)`` layers (centre crop, zoom, centre trim)."""
+    h = layer.shape[-1]
+    ch = math.ceil(h / zoom)
+    top = (h - ch) // 2
+    crop = layer[:, top : top + ch, top : top + ch]
+    z = zoom_matrix(ch, zoom, dtype=layer.dtype).to(layer.device)
+    zoomed = z @ crop @ z.T
+    trim = (zoomed.shape[-1] - h) // 2
+    return zoomed[:, trim : trim + h, trim : trim + h]
+
+
+def snow_given(x: Tensor, severity: int, layer: Tensor, angle: Tensor) -> Tensor:
+    """Snow with given draws: ``layer`` ``(N, H, W)`` standard normal, ``angle`` ``(N,)`` degrees.
+
+    Examples
+    --------
+    >>> x = torch.zeros(1, 3, 32, 32)
+    >>> out = snow_given(x, 1, torch.full((1, 32, 32), -10.0), torch.tensor([-90.0]))
+    >>> round(float(out.max()), 4)  # no flakes: only the grey brightening, 0.05 * 0.5 * 255
+    6.375
+    """
+    _check_x(x)
+    loc, scale, zoom, thresh, radius, sigma, blend = SNOW_PARAMS[severity - 1]
+    snow_layer = layer.to(device=x.device, dtype=torch.float64) * scale + loc
+    snow_layer = _clipped_zoom(snow_layer, zoom)
+    snow_layer = torch.where(snow_layer < thresh, torch.zeros_like(snow_layer), snow_layer)
+    eight = torch.floor(snow_layer.clamp(0.0, 1.0) * 255.0)
+    blurred = _magick.motion_blur(eight.unsqueeze(1), radius, sigma, angle.to(x.device)) / 255.0
+    img = x.to(torch.float32)
+    grey = _gray(img) * 1.5 + 0.5
+    mixed = blend * img + (1 - blend) * torch.maximum(img, grey)
+    out = mixed + blurred + torch.flip(blurred, dims=(-2, -1))
+    return out.clamp(0.0, 1.0) * 255.0
+
+
+def snow(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
+    """CIFAR-10-C snow.
+
+    Examples
+    --------
+    >>> x = torch.rand(2, 3, 32, 32)
+    >>> snow(x, 5, ImageRNG(0, "snow", 5, indices=[0, 1])).shape
+    torch.Size([2, 3, 32, 32])
+    """
+    _check_x(x)
+    layer = rng.randn((x.shape[2], x.shape[3]), dtype=torch.float64)
+    angle = rng.uniform(-135.0, -45.0, (), dtype=torch.float64)
+    return snow_given(x, severity, layer, angle)
+
+
+# ------------------------------------------------------------------------------------------------- frost
+def _resolve_frost_dir(frost_dir: str | os.PathLike[str] | None) -> Path:
+    if frost_dir is None:
+        env = os.environ.get(FROST_ENV_VAR)
+        if not env:
+            raise FileNotFoundError(f"no frost_dir given and {FROST_ENV_VAR} is not set: {_FROST_HELP}")
+        frost_dir = env
+    if not isinstance(frost_dir, (str, os.PathLike)):
+        raise TypeError(f"frost_dir must be a path (str or os.PathLike), got {type(frost_dir).__name__}")
+    path = Path(frost_dir).expanduser()
+    missing = [f for f in FROST_FILES[:5] if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"frost_dir {str(path)!r} lacks {', '.join(missing)}: {_FROST_HELP}")
+    return path.resolve()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_textures(folder: str) -> tuple[Tensor, ...]:
+    from PIL import Image
+
+    out = []
+    for name in FROST_FILES[:5]:
+        with Image.open(Path(folder) / name) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        h, w = arr.shape[:2]
+        # cv2.resize(fx=fy=0.2, INTER_LINEAR): output round(0.2 * size); source (5 i + 2) exactly
+        small = arr[2::5, 2::5][: round(h * 0.2), : round(w * 0.2)]
+        out.append(torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1).to(torch.float32))
+    return tuple(out)
+
+
+def load_frost_textures(frost_dir: str | os.PathLike[str] | None = None) -> tuple[Tensor, ...]:
+    """The five downscaled frost textures (float32 ``(3, h, w)`` RGB, 0..255) the reference draws from.
+
+    ``frost_dir`` defaults to the folder named by the environment variable ``PRUNESAFE_FROST_DIR``;
+    a missing folder or file raises ``FileNotFoundError`` saying where the textures come from.
+
+    Examples
+    --------
+    >>> try:
+    ...     load_frost_textures("/nonexistent")
+    ... except FileNotFoundError as err:
+    ...     "Frost textures" in str(err)
+    True
+    """
+    return _load_textures(str(_resolve_frost_dir(frost_dir)))
+
+
+def frost_given(x: Tensor, severity: int, textures: tuple[Tensor, ...], index: Tensor, u: Tensor) -> Tensor:
+    """Frost with given draws: texture ``index`` ``(N,)`` in 0..4, crop position ``u`` ``(N, 2)`` in [0, 1).
+
+    The crop's top-left corner is ``floor(u * (size - 32))`` on each axis (numpy's ``randint(0, size -
+    32)``).  Returns float32 in the reference's scale (``clip(a * x + b * crop, 0, 255)``).
+
+    Examples
+    --------
+    >>> tex = tuple(torch.full((3, 40, 40), 100.0) for _ in range(5))
+    >>> out = frost_given(torch.zeros(1, 3, 32, 32), 1, tex, torch.tensor([0]), torch.zeros(1, 2))
+    >>> out.unique().tolist()
+    [20.0]
+    """
+    _check_x(x)
+    a, b = FROST_PARAMS[severity - 1]
+    n, _, h, w = x.shape
+    crops = torch.empty((n, 3, h, w), dtype=torch.float32)
+    idx = index.cpu().tolist()
+    uu = u.to(torch.float64).cpu()
+    for k in range(n):
+        tex = textures[int(idx[k])]
+        th, tw = tex.shape[1], tex.shape[2]
+        r0 = math.floor(float(uu[k, 0]) * (th - h))
+        c0 = math.floor(float(uu[k, 1]) * (tw - w))
+        crops[k] = tex[:, r0 : r0 + h, c0 : c0 + w]
+    img = torch.round(x.to(torch.float32) * 255.0)
+    return (a * img + b * crops.to(x.device)).clamp(0.0, 255.0)
+
+
+def frost(
+    x: Tensor, severity: int, rng: ImageRNG, *, frost_dir: str | os.PathLike[str] | None = None
+) -> Tensor:
+    """CIFAR-10-C frost; ``frost_dir`` is the folder of the texture images (see docs/corruptions.md).
+
+    Examples
+    --------
+    >>> x = torch.rand(1, 3, 32, 32)
+    >>> try:
+    ...     frost(x, 1, ImageRNG(0, "frost", 1, indices=[0]), frost_dir="/nonexistent")
+    ... except FileNotFoundError as err:
+    ...     "frost1.png" in str(err)
+    True
+    """
+    _check_x(x)
+    textures = load_frost_textures(frost_dir)
+    index = rng.randint(0, 5, ())
+    u = rng.rand((2,), dtype=torch.float64)
+    return frost_given(x, severity, textures, index, u)
+
+
+# --------------------------------------------------------------------------------------------------- fog
+_PLASMA_DRAWS = 1023  # number of uniforms the 32x32 diamond-square consumes: 3 * (1 + 4 + 16 + 64 + 256)
+
+
+def plasma_fractal(u: Tensor, wibbledecay: float, mapsize: int = 32) -> Tensor:
+    """Diamond-square height maps in ``[0, 1]`` from uniforms ``u`` ``(N, D)`` in ``[-1, 1)``: ``(N, m, m)``.
+
+    Vectorised form of the reference's ``plasma_fractal``: each new point is the mean of its four
+    neighbours (wrapping around) plus ``wibble**2 * u`` (the reference's ``wibble * uniform(-wibble,
+    wibble)``), ``wibble`` starting at 100 and divided by ``wibbledecay`` per level; finally rescaled
+    to ``[0, 1]``.  ``D`` is at least ``3 * (1 + 4 + ... + (m/2)**2)`` (1023 for ``m = 32``).
+
+    Examples
+    --------
+    >>> maps = plasma_fractal(torch.rand(2, 1023, dtype=torch.float64) * 2 - 1, 3.0)
+    >>> maps.shape, float(maps.min()), float(maps.max())
+    (torch.Size([2, 32, 32]), 0.0, 1.0)
+    """
+    if mapsize & (mapsize - 1):
+        raise ValueError(f"mapsize must be a power of two, got {mapsize}")
+    n = u.shape[0]
+    m = torch.zeros((n, mapsize, mapsize), dtype=torch.float64, device=u.device)
+    u = u.to(torch.float64)
+    pos = 0
+    step = mapsize
+    wibble = 100.0
+
+    def take(k: int) -> Tensor:
+        nonlocal pos
+        block = u[:, pos : pos + k * k].reshape(n, k, k)
+        pos += k * k
+        return block
+
+    while step >= 2:
+        half = step // 2
+        k = mapsize // step
+        corner = m[:, 0::step, 0::step]
+        acc = corner + torch.roll(corner, shifts=-1, dims=1)
+        acc = acc + torch.roll(acc, shifts=-1, dims=2)
+        m[:, half::step, half::step] = acc / 4 + wibble * (wibble * take(k))
+        dr = m[:, half::step, half::step]
+        ul = m[:, 0::step, 0::step]
+        lt = (dr + torch.roll(dr, 1, dims=1)) + (ul + torch.roll(ul, -1, dims=2))
+        m[:, 0::step, half::step] = lt / 4 + wibble * (wibble * take(k))
+        tt = (dr + torch.roll(dr, 1, dims=2)) + (ul + torch.roll(ul, -1, dims=1))
+        m[:, half::step, 0::step] = tt / 4 + wibble * (wibble * take(k))
+        step //= 2
+        wibble /= wibbledecay
+    m = m - m.amin(dim=(1, 2), keepdim=True)
+    return m / m.amax(dim=(1, 2), keepdim=True)
+
+
+def fog_given(x: Tensor, severity: int, u: Tensor) -> Tensor:
+    """Fog with given draws: ``u`` ``(N, 1023)`` uniforms in ``[-1, 1)`` for the plasma fractal.
+
+    Examples
+    --------
+    >>> x = torch.full((1, 3, 32, 32), 0.5)
+    >>> out = fog_given(x, 1, torch.zeros(1, 1023))  # flat plasma: 0 after rescaling (0/0 -> nan)
+    >>> bool(torch.isnan(out).all())
+    True
+    """
+    _check_x(x)
+    a, decay = FOG_PARAMS[severity - 1]
+    img = x.to(torch.float32)
+    max_val = img.amax(dim=(1, 2, 3), keepdim=True)
+    plasma = (
+        plasma_fractal(u.to(x.device), decay)[:, : x.shape[2], : x.shape[3]].unsqueeze(1).to(torch.float32)
+    )
+    out = (img + a * plasma) * max_val / (max_val + a)
+    return out.clamp(0.0, 1.0) * 255.0
+
+
+def fog(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
+    """CIFAR-10-C fog.
+
+    Examples
+    --------
+    >>> x = torch.rand(1, 3, 32, 32)
+    >>> bool(fog(x, 5, ImageRNG(0, "fog", 5, indices=[0])).isfinite().all())
+    True
+    """
+    _check_x(x)
+    u = rng.uniform(-1.0, 1.0, (_PLASMA_DRAWS,), dtype=torch.float64)
+    return fog_given(x, severity, u)
+
+
+# ----------------------------------------------------------------------------------------------- spatter
+_EMBOSS = [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]
+
+
+def spatter_given(x: Tensor, severity: int, layer: Tensor) -> Tensor:
+    """Spatter with given draws: ``layer`` ``(N, H, W)`` standard normal (the liquid layer's noise).
+
+    Returns float32 in ``[0, 255]``.
+    An image whose liquid layer stays below the threshold everywhere gives NaN in the reference (0/0)
+    and here; ``corrupt`` turns it into 0 like ``np.uint8`` does.
+
+    Examples
+    --------
+    >>> x = torch.full((1, 3, 32, 32), 0.5)
+    >>> out = spatter_given(x, 4, torch.full((1, 32, 32), -5.0))  # no mud anywhere
+    >>> torch.allclose(out, torch.full_like(out, 127.5))
+    True
+    """
+    _check_x(x)
+    loc, scale, sigma, thresh, intensity, mud = SPATTER_PARAMS[severity - 1]
+    img = x.to(torch.float32)
+    liquid = layer.to(device=x.device, dtype=torch.float64) * scale + loc
+    liquid = gaussian_filter(liquid, sigma, mode="nearest")
+    liquid = torch.where(liquid < thresh, torch.zeros_like(liquid), liquid)
+    if mud == 0:
+        # (liquid * 255).astype(np.uint8): truncation, and values >= 256 wrap around (numpy on x86)
+        liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0)
+        dist = 255 - _cv.canny(liquid8, 50, 150).to(torch.int64)
+        dist = _cv.distance_transform_l2_5(dist)
+        dist = torch.clamp(dist, max=20.0)  # THRESH_TRUNC at 20
+        dist = torch.floor(_cv.box3(dist).to(torch.float32))  # blur, astype(uint8)
+        dist = _cv.equalize_hist(dist)
+        dist = _cv.filter3_u8(dist, _EMBOSS)
+        dist = torch.round(_cv.box3(dist)).to(torch.float32)  # blur of a uint8 image rounds
+        m = liquid8.to(torch.float32) * dist
+        m = m / m.amax(dim=(1, 2), keepdim=True)
+        m = (m * intensity).unsqueeze(1)
+        colour = torch.tensor([175 / 255.0, 238 / 255.0, 238 / 255.0], dtype=torch.float32, device=x.device)
+        out = (img + m * colour.reshape(1, 3, 1, 1)).clamp(0.0, 1.0)
+        return out * 255.0
+    mask = (liquid > thresh).to(torch.float32)
+    mask = gaussian_filter(mask.to(torch.float64), intensity, mode="nearest").to(torch.float32)
+    mask = torch.where(mask < 0.8, torch.zeros_like(mask), mask).unsqueeze(1)
+    colour = torch.tensor([63 / 255.0, 42 / 255.0, 20 / 255.0], dtype=torch.float32, device=x.device)
+    out = img * (1 - mask) + colour.reshape(1, 3, 1, 1) * mask
+    return out.clamp(0.0, 1.0) * 255.0
+
+
+def spatter(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
+    """CIFAR-10-C spatter (water drops for severities 1-3, mud for 4-5).
+
+    Examples
+    --------
+    >>> x = torch.rand(2, 3, 32, 32)
+    >>> spatter(x, 2, ImageRNG(0, "spatter", 2, indices=[0, 1])).shape
+    torch.Size([2, 3, 32, 32])
+    """
+    _check_x(x)
+    layer = rng.randn((x.shape[2], x.shape[3]), dtype=torch.float64)
+    return spatter_given(x, severity, layer)
+
+
+register_corruption("snow", snow, deterministic=False)
+register_corruption("frost", frost, deterministic=False, options=("frost_dir",))
+register_corruption("fog", fog, deterministic=False)
+register_corruption("spatter", spatter, deterministic=False)
