@@ -9,7 +9,11 @@ tests skip with a reason that says what is missing.
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -51,3 +55,66 @@ def cifar10c_sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     return require_shared("models")
+
+
+@dataclass
+class HTTPServerState:
+    """Files served by the ``http_server`` fixture (name -> bytes) and what the server saw."""
+
+    base_url: str
+    files: dict[str, bytes]
+    ranges: list[str | None] = field(default_factory=list)
+    honour_range: bool = True
+    cut_after: int | None = None  # send only this many body bytes, then close
+
+
+@pytest.fixture
+def http_server() -> Iterator[HTTPServerState]:
+    """A threaded HTTP server on 127.0.0.1 serving ``state.files`` under ``state.base_url`` (Range-aware)."""
+    state = HTTPServerState("", {})
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            name = self.path.rsplit("/", 1)[-1]
+            data = state.files.get(name)
+            rng = self.headers.get("Range")
+            state.ranges.append(rng)
+            if data is None:
+                self.send_error(404)
+                return
+            start = 0
+            if rng and state.honour_range:
+                start = int(rng.removeprefix("bytes=").split("-")[0])
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            body = data[start:]
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if state.cut_after is not None:
+                self.wfile.write(body[: state.cut_after])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/files"
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

@@ -17,12 +17,12 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from prunesafe._download import DownloadError, digest_of
+from prunesafe._download import fetch as _fetch
 from prunesafe.data.integrity import ChecksumError, remember_md5, write_md5sums
 
 __all__ = [
@@ -67,10 +67,6 @@ ARCHIVES: dict[str, ArchiveSpec] = {
 }
 
 
-class DownloadError(RuntimeError):
-    """The archive could not be fetched (no network, HTTP error, interrupted transfer)."""
-
-
 def _spec(dataset: str) -> ArchiveSpec:
     if dataset not in ARCHIVES:
         raise ValueError(f"dataset must be one of {sorted(ARCHIVES)}, got {dataset!r}")
@@ -106,72 +102,8 @@ def manual_instructions(dataset: str, root: str | os.PathLike[str]) -> str:
     )
 
 
-def _fetch(url: str, part: Path, *, timeout: float, progress: bool, desc: str) -> None:
-    """Download ``url`` into ``part``, resuming from its current size when the server allows it."""
-    offset = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "prunesafe", "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:
-            return  # the partial file is already complete; the checksum decides
-        raise DownloadError(f"HTTP {exc.code} ({exc.reason}) for {url}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"could not reach {url}: {getattr(exc, 'reason', exc)}") from exc
-    with response:
-        status = getattr(response, "status", 200)
-        if status == 206:
-            content_range = response.headers.get("Content-Range", "")
-            if not content_range.startswith(f"bytes {offset}-"):
-                raise DownloadError(
-                    f"server answered Range request for byte {offset} with Content-Range "
-                    f"{content_range!r}; delete {part} and retry"
-                )
-            mode = "ab"
-        else:
-            offset, mode = 0, "wb"  # server ignored Range: start over
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length is not None and length.isdigit() else None
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=desc)
-        received = 0
-        try:
-            with open(part, mode) as fh:
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    fh.write(chunk)
-                    received += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-        except (OSError, urllib.error.URLError) as exc:
-            raise DownloadError(
-                f"transfer of {url} interrupted after {offset + received} bytes ({exc}); the partial "
-                f"file {part} is kept: call again to resume"
-            ) from exc
-        finally:
-            if bar is not None:
-                bar.close()
-        if total is not None and offset + received < total:
-            raise DownloadError(
-                f"transfer of {url} ended early ({offset + received} of {total} bytes); the partial file "
-                f"{part} is kept: call again to resume"
-            )
-
-
 def _md5_of(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return digest_of(path, "md5")
 
 
 def _safe_members(tar: tarfile.TarFile, folder: str) -> list[tarfile.TarInfo]:
@@ -282,7 +214,7 @@ def download_cifar_c(
     >>> download_cifar_c(tempfile.mkdtemp(), base_url="http://127.0.0.1:9", progress=False, timeout=1)
     Traceback (most recent call last):
     ...
-    prunesafe.data.download.DownloadError: could not reach http://127.0.0.1:9/CIFAR-10-C.tar: ...
+    prunesafe._download.DownloadError: could not reach http://127.0.0.1:9/CIFAR-10-C.tar: ...
     """
     spec = _spec(dataset)
     base = Path(root)

@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from prunesafe._download import ChecksumError as _ChecksumError
+
 __all__ = ["ChecksumError", "file_md5", "read_md5sums", "verify_md5", "write_md5sums"]
 
 CACHE_NAME = ".prunesafe-md5-cache.json"
@@ -23,8 +25,8 @@ MANIFEST_NAME = "MD5SUMS"
 _CHUNK = 1 << 20
 
 
-class ChecksumError(ValueError):
-    """A file's MD5 digest differs from the expected one."""
+#: One class for every digest mismatch (MD5 or SHA-256); defined beside the shared fetcher.
+ChecksumError = _ChecksumError
 
 
 def _user_cache_file() -> Path:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import re
 import socket
 import tarfile
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HTTPServerState as Server
 
 from prunesafe.data import (
     BASE_URL_ENV,
@@ -53,64 +50,9 @@ def build_tar(top: str = "CIFAR-10-C", extra: list[tuple[str, bytes]] | None = N
     return buf.getvalue()
 
 
-@dataclass
-class Server:
-    base_url: str
-    files: dict[str, bytes]
-    ranges: list[str | None] = field(default_factory=list)
-    honour_range: bool = True
-    cut_after: int | None = None  # send only this many body bytes, then close
-
-
 @pytest.fixture
-def server() -> Iterator[Server]:
-    state = Server("", {})
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            name = self.path.rsplit("/", 1)[-1]
-            data = state.files.get(name)
-            rng = self.headers.get("Range")
-            state.ranges.append(rng)
-            if data is None:
-                self.send_error(404)
-                return
-            start = 0
-            if rng and state.honour_range:
-                start = int(rng.removeprefix("bytes=").split("-")[0])
-                if start >= len(data):
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(data)}")
-                    self.end_headers()
-                    return
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            else:
-                self.send_response(200)
-            body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if state.cut_after is not None:
-                self.wfile.write(body[: state.cut_after])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/files"
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+def server(http_server: Server) -> Server:
+    return http_server
 
 
 def md5(data: bytes) -> str:
