@@ -25,10 +25,15 @@ from prunesafe.models.normalization import (
     Normalize,
 )
 from prunesafe.models.pretrained import (
+    CHECKPOINT_URL_ENV,
     PRETRAINED_CHECKPOINTS,
     PretrainedCheckpoint,
+    checkpoint_url,
+    download_checkpoint,
     file_sha256,
     pretrained_cifar_resnet,
+    register_checkpoint,
+    unregister_checkpoint,
 )
 from prunesafe.models.training import (
     BASELINE,
@@ -44,6 +49,7 @@ from prunesafe.models.weights import CheckpointMismatchError, extract_state_dict
 
 __all__ = [
     "BASELINE",
+    "CHECKPOINT_URL_ENV",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "FINETUNE",
@@ -66,10 +72,12 @@ __all__ = [
     "ShortcutType",
     "TrainConfig",
     "ZeroPadShortcut",
+    "checkpoint_url",
     "cifar_bottleneck_resnet",
     "cifar_preact_resnet",
     "cifar_resnet",
     "cifar_vgg",
+    "download_checkpoint",
     "evaluate",
     "extract_state_dict",
     "file_sha256",
@@ -77,4 +85,6 @@ __all__ = [
     "load_weights",
     "pretrained_cifar_resnet",
     "random_crop_flip",
+    "register_checkpoint",
+    "unregister_checkpoint",
 ]
