@@ -221,6 +221,8 @@ class ModelSpec:
         Train the model from scratch with the BASELINE recipe (once per seed).
     baseline_epochs : int, optional
         Override the BASELINE recipe's 160 epochs (milestones rescale).
+    baseline_batch_size : int, optional
+        Override the BASELINE recipe's batch size (128).
     sparsity : float, optional
         Network-slimming λ added to the BN γ gradients while training the baseline (``SlimmingRegularizer``).
     methods, ratios : optional
@@ -238,6 +240,7 @@ class ModelSpec:
     checkpoint: str | None = None
     train: TrainMode | None = None
     baseline_epochs: int | None = None
+    baseline_batch_size: int | None = None
     sparsity: float | None = None
     methods: tuple[MethodSpec, ...] | None = None
     ratios: tuple[float, ...] | None = None
@@ -266,6 +269,9 @@ class ModelSpec:
             name=str(value["name"]),
             checkpoint=None if value.get("checkpoint") is None else os.fspath(value["checkpoint"]),
             train=value.get("train"),
+            baseline_batch_size=_int(
+                value.get("baseline_batch_size"), f"{where}.baseline_batch_size", low=1, allow_none=True
+            ),
             baseline_epochs=_int(
                 value.get("baseline_epochs"), f"{where}.baseline_epochs", low=1, allow_none=True
             ),
@@ -286,6 +292,7 @@ class ModelSpec:
             "checkpoint": self.checkpoint,
             "train": self.train,
             "baseline_epochs": self.baseline_epochs,
+            "baseline_batch_size": self.baseline_batch_size,
             "sparsity": self.sparsity,
             "methods": None if self.methods is None else [m.to_dict() for m in self.methods],
             "ratios": None if self.ratios is None else list(self.ratios),

@@ -25,6 +25,13 @@ _VGG16_PRUNED_A = [
 #: Li et al.'s ResNet-110-pruned-A: the first conv of every block of stage 1, the last block skipped.
 _RESNET110_PRUNED_A = [f"layer1.{i}.conv1" for i in range(17)]
 
+#: Liu et al.'s weight-level rule: one global L1 threshold over conv weights, keep |w| > sorted[floor(n*r)].
+_UNSTRUCTURED: dict[str, Any] = {
+    "name": "unstructured",
+    "options": {"selection": "threshold"},
+    "label": "unstructured",
+}
+
 _QUICK: dict[str, Any] = {
     "models": [{"name": "resnet20", "checkpoint": "../shared/models/resnet20-jpeg.th"}],
     "methods": ["unstructured", "filter", "channel"],
@@ -55,24 +62,38 @@ _QUICK: dict[str, Any] = {
 
 _PAPER: dict[str, Any] = {
     "models": [
-        {"name": "vgg19", "train": "baseline", "label": "vgg19", "methods": ["unstructured"]},
-        {"name": "preact-resnet110", "train": "baseline", "methods": ["unstructured"]},
+        {
+            "name": "vgg19",
+            "train": "baseline",
+            "baseline_batch_size": 64,
+            "label": "vgg19",
+            "methods": [_UNSTRUCTURED],
+        },
+        {
+            "name": "preact-resnet110",
+            "train": "baseline",
+            "baseline_batch_size": 64,
+            "methods": [_UNSTRUCTURED],
+        },
         {
             "name": "vgg16",
             "train": "baseline",
+            "baseline_batch_size": 64,
             "methods": [{"name": "filter", "options": {"layers": _VGG16_PRUNED_A}, "label": "filter"}],
         },
         {
             "name": "resnet110",
             "train": "baseline",
+            "baseline_batch_size": 64,
             "methods": [{"name": "filter", "options": {"layers": _RESNET110_PRUNED_A}, "label": "filter"}],
         },
         {
             "name": "vgg19",
             "train": "baseline",
+            "baseline_batch_size": 64,
             "sparsity": 1e-4,
             "label": "vgg19-slim",
-            "methods": ["channel"],
+            "methods": [{"name": "channel", "options": {"selection": "threshold"}, "label": "channel"}],
         },
     ],
     "methods": ["unstructured"],
@@ -92,31 +113,24 @@ _PAPER: dict[str, Any] = {
     "device": "cuda",
     "out": "results-paper",
     "notes": [
-        "paper preset: baselines trained 160 epochs with prunesafe's BASELINE recipe (SGD momentum 0.9, "
-        "weight "
-        "decay 1e-4, lr 0.1 / 10 at epochs 80 and 120, crop + flip), batch 128 -- Liu et al.'s scripts use "
-        "batch 64;",
-        "fine-tuning: 40 epochs, constant lr 1e-3, batch 64, momentum 0.9, weight decay 1e-4 (momentum and "
-        "weight "
-        "decay are not stated by the paper; these are Liu et al.'s script defaults); the last epoch's "
-        "weights are "
-        "evaluated (no best-checkpoint selection: that would select on test data); one-shot pruning per "
-        "ratio;",
+        "paper preset: baselines trained 160 epochs with prunesafe's BASELINE recipe at batch 64 as in "
+        "Liu et al.'s scripts (SGD momentum 0.9, weight decay 1e-4, lr 0.1 / 10 at epochs 80 and 120, "
+        "crop + flip);",
+        "fine-tuning: 40 epochs, constant lr 1e-3, batch 64, momentum 0.9, weight decay 1e-4 (momentum "
+        "and weight decay are not stated by the paper; these are Liu et al.'s script defaults); the last "
+        "epoch's weights are evaluated (no best-checkpoint selection: that would select on test data); "
+        "one-shot pruning per ratio;",
         "temperature scaling is fitted on the last 5000 training images, which are therefore held out of "
-        "baseline "
-        "training and fine-tuning (45000 training images instead of 50000);",
-        "NOT RUN: channel pruning of ResNet-164 (Liu et al.'s channel-selection layer after the first BN of "
-        "each "
-        "block) -- prunesafe cannot yet prune ResNet-164 as the paper did, so that cell is left out rather "
-        "than run "
-        "differently under the paper's name;",
-        "threshold rule: prunesafe's pruners keep the top-k weights / γ (ties broken by index); Liu et "
-        "al.'s code "
-        "keeps values strictly greater than the value at sorted index floor(total*ratio) (ties pruned). "
-        "Until the "
-        "pruners offer that rule the achieved ratio may be slightly below the paper's for tied values;",
-        "channel pruning on VGG-19 uses prunesafe's channel pruner (network slimming on BN γ) after sparsity "
-        "training with λ = 1e-4.",
+        "baseline training and fine-tuning (45000 training images instead of 50000);",
+        "NOT RUN: channel pruning of ResNet-164 (Liu et al.'s channel-selection layer after the first BN "
+        "of each block) -- prunesafe cannot yet prune ResNet-164 as the paper did, so that cell is left "
+        "out rather than run differently under the paper's name;",
+        "threshold rule: unstructured and channel pruning use Liu et al.'s rule (selection = threshold: "
+        "keep values strictly greater than the value at sorted index floor(total*ratio), ties pruned, so "
+        "the achieved ratio is >= the asked one); filter pruning removes the round(ratio*n) smallest-L1 "
+        "filters of every selected layer (Li et al.);",
+        "channel pruning on VGG-19: network slimming on BN γ with one global threshold over all BN "
+        "channels (threshold_scope = all), after sparsity training with λ = 1e-4.",
     ],
 }
 

@@ -345,10 +345,15 @@ def _base_model(
 
         params_hook = SlimmingRegularizer(spec.sparsity)
     model.to(device)
+    from prunesafe.models import BASELINE
+
+    recipe = BASELINE
+    if spec.baseline_batch_size is not None:
+        recipe = dataclasses.replace(BASELINE, batch_size=spec.baseline_batch_size)
     fit(
         model,
         data.finetune,
-        recipe="baseline",
+        recipe=recipe,
         epochs=spec.baseline_epochs,
         seed=seed,
         device=device,
