@@ -3,7 +3,7 @@
 Calibration metrics, corruption robustness and dependency-aware structural pruning for PyTorch.
 The most used names are re-exported here; every subpackage (:mod:`prunesafe.metrics`,
 :mod:`prunesafe.pruning`, :mod:`prunesafe.models`, :mod:`prunesafe.data`,
-:mod:`prunesafe.plotting`) has the full API.
+:mod:`prunesafe.plotting`, :mod:`prunesafe.study`) has the full API.
 
 Examples
 --------
@@ -51,6 +51,7 @@ from prunesafe.pruning import (
     register_pruner,
     save_pruned,
 )
+from prunesafe.study import StudyConfig, run_study
 
 __version__ = "0.1.0.dev0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "ReliabilityDiagram",
     "RobustnessAccumulator",
     "RobustnessResult",
+    "StudyConfig",
     "TemperatureScaledModel",
     "__version__",
     "accuracy",
@@ -93,5 +95,6 @@ __all__ = [
     "register_pruner",
     "relative_performance_under_corruption",
     "reliability_diagram",
+    "run_study",
     "save_pruned",
 ]
