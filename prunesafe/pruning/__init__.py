@@ -19,6 +19,7 @@ from prunesafe.pruning.graph import (
     unregister_channel_rule,
 )
 from prunesafe.pruning.report import LayerReport, PruningReport, count_macs, pruning_report
+from prunesafe.pruning.selection import ChannelSelectionBatchNorm2d, add_channel_selection
 from prunesafe.pruning.serialization import describe_architecture, load_pruned, save_pruned
 from prunesafe.pruning.slimming import SlimmingRegularizer, slimming_penalty
 from prunesafe.pruning.structured import ChannelPruner, FilterPruner, PruningVerificationError
@@ -28,6 +29,7 @@ __all__ = [
     "ChannelGraph",
     "ChannelGroup",
     "ChannelPruner",
+    "ChannelSelectionBatchNorm2d",
     "FilterPruner",
     "LayerReport",
     "Pruner",
@@ -36,6 +38,7 @@ __all__ = [
     "PruningVerificationError",
     "SlimmingRegularizer",
     "UnstructuredPruner",
+    "add_channel_selection",
     "build_channel_graph",
     "count_macs",
     "describe_architecture",

@@ -403,6 +403,9 @@ def _units(module: nn.Module, unit: str) -> tuple[int, int]:
     if unit == "filters" and isinstance(module, nn.modules.conv._ConvNd):
         return int(module.out_channels), 0
     if unit == "channels" and isinstance(module, nn.modules.batchnorm._BatchNorm):
+        selected = getattr(module, "indices", None)  # a channel-selection BN counts its selected channels
+        if isinstance(selected, torch.Tensor) and selected.dim() == 1:
+            return int(selected.numel()), 0
         return int(module.num_features), 0
     if unit == "weights" and isinstance(module, _LAYER_TYPES):
         weight = _weight(module)

@@ -537,6 +537,16 @@ def _resize_tensors(module: nn.Module, prefix: str, state: Mapping[str, torch.Te
     return changed
 
 
+def _with_channel_selection(model: nn.Module, name: str, bn: nn.BatchNorm2d) -> nn.Module:
+    """Put a :class:`~prunesafe.pruning.selection.ChannelSelectionBatchNorm2d` where the file has one."""
+    from prunesafe.pruning.selection import ChannelSelectionBatchNorm2d
+
+    new = ChannelSelectionBatchNorm2d.from_batchnorm(bn)  # its indices are resized from the file
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+    return new
+
+
 def load_pruned(
     path: PathLike,
     *,
@@ -624,6 +634,8 @@ def load_pruned(
     modules = dict(model.named_modules())
     for name, config in data["modules"].items():
         module = modules.get(name)
+        if config["type"] == "ChannelSelectionBatchNorm2d" and type(module) is nn.BatchNorm2d:
+            module = modules[name] = _with_channel_selection(model, name, module)
         if module is None or type(module).__name__ != config["type"]:
             found = "nothing" if module is None else type(module).__name__
             raise ValueError(

@@ -67,6 +67,7 @@ from prunesafe.pruning._ratios import (
 from prunesafe.pruning.base import Pruner, register_pruner
 from prunesafe.pruning.graph import ChannelGraph, ChannelGroup, SlotRole, build_channel_graph
 from prunesafe.pruning.importance import Norm, bn_scaling_factors, component_scores, filter_norms
+from prunesafe.pruning.selection import slot_scaling_factors
 
 __all__ = [
     "MIN_ELIGIBLE_FRACTION",
@@ -167,7 +168,7 @@ class _StructuredPruner(Pruner):
         total = 0
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and self._role == "norm":
-                total += int(module.num_features)
+                total += _bn_units(module)
             elif isinstance(module, nn.modules.conv._ConvNd) and self._role == "producer":
                 total += int(module.out_channels)
         return total
@@ -585,6 +586,9 @@ class _StructuredPruner(Pruner):
                 if not len(idx):
                     continue
                 module = masked.get_submodule(slot.module_name)
+                if slot.mask is not None:  # the slot says how to zero its channels (channel selection)
+                    slot.mask(module, idx)
+                    continue
                 for attr, dim in slot.tensors:
                     if attr.startswith("running_"):
                         continue
@@ -655,12 +659,17 @@ class FilterPruner(_StructuredPruner):
         only when all its convs are selected.
     min_channels : int, default 1
         Never leave a layer with fewer channels.
+    prune_linear : bool, default True
+        Also prune the hidden units of Linear layers (VGG/AlexNet classifiers: the rows of a
+        hidden Linear are its "filters", ranked by the same norm) when ``layers`` is None.
+        The final classifier's outputs are never pruned (they reach the model output).
+        ``False`` keeps every Linear layer, as Li et al. do (they prune convolutions only).
 
     Attributes
     ----------
     achieved_ratio : float
         Set by :meth:`prune`: removed / total output filters over the pruned groups' convs
-        (what ``ratio`` counts).
+        (and hidden Linear units, see ``prune_linear``; what ``ratio`` counts).
     achieved_ratio_of_all : float
         Set by :meth:`prune`: fraction of ALL conv filters (output channels of every conv of
         the model, depthwise ones included) removed.  Smaller than :attr:`achieved_ratio`
@@ -702,6 +711,7 @@ class FilterPruner(_StructuredPruner):
         min_channels: int = 1,
         selection: Selection = "topk",
         verify: bool | None = None,
+        prune_linear: bool = True,
     ) -> None:
         super().__init__(
             ratio,
@@ -713,13 +723,20 @@ class FilterPruner(_StructuredPruner):
         )
         if norm not in ("l1", "l2"):
             raise ValueError(f'norm must be "l1" or "l2", got {norm!r}')
+        if not isinstance(prune_linear, bool):
+            raise TypeError(f"prune_linear must be True or False, got {prune_linear!r}")
         self.norm: Norm = norm
+        self.prune_linear = prune_linear
 
     def _extra_reason(self, graph: ChannelGraph, group: ChannelGroup) -> str:
-        linear = [graph.slots[i].module_name for i in group.producers
-                  if not isinstance(graph.slots[i].module, nn.modules.conv._ConvNd)]  # fmt: skip
-        if linear:
-            return f"produced by non-convolution layer(s) {linear} (filter pruning removes conv filters)"
+        # hidden Linear units are units like filters (B1, issue 9); any other producer is not
+        allowed = (nn.modules.conv._ConvNd, nn.Linear) if self.prune_linear else (nn.modules.conv._ConvNd,)
+        other = [graph.slots[i].module_name for i in group.producers
+                 if not isinstance(graph.slots[i].module, allowed)]  # fmt: skip
+        if other:
+            what = "non-convolution" if self.prune_linear else "Linear or other non-convolution"
+            hint = "" if self.prune_linear else "; prune_linear=True prunes hidden Linear units"
+            return f"produced by {what} layer(s) {other} (filter pruning removes conv filters{hint})"
         return ""
 
     def _slot_scores(self, graph: ChannelGraph, slots: Sequence[int]) -> list[torch.Tensor]:
@@ -856,7 +873,8 @@ class ChannelPruner(_StructuredPruner):
         return "its channels are not an eligible group"
 
     def _slot_scores(self, graph: ChannelGraph, slots: Sequence[int]) -> list[torch.Tensor]:
-        return [bn_scaling_factors(graph.slots[i].module) for i in slots]
+        # slot_scaling_factors: |gamma| of the slot's channels (the selected ones of a channel-selection BN)
+        return [slot_scaling_factors(graph.slots[i]) for i in slots]
 
     def _choose(
         self, graph: ChannelGraph, groups: list[ChannelGroup], score: FloatArray, weight: IntArray
@@ -905,12 +923,18 @@ class ChannelPruner(_StructuredPruner):
         for name, module in graph.model.named_modules():
             if not isinstance(module, nn.modules.batchnorm._BatchNorm):
                 continue
-            values.append(bn_scaling_factors(module).double().cpu().numpy())
+            gamma = bn_scaling_factors(module).double().cpu().numpy()
+            selected = getattr(
+                module, "indices", None
+            )  # channel-selection BN: its units are the selected ones
+            if isinstance(selected, torch.Tensor) and selected.dim() == 1:
+                gamma = gamma[selected.cpu().numpy()]
+            values.append(gamma)
             k = norm_slot.get(name)
-            if k is None:
-                flags.append(np.zeros(int(module.num_features), dtype=bool))
-            else:
-                flags.append(is_eligible[graph.slot_components(k)])
+            flag = np.zeros(len(gamma), dtype=bool)
+            if k is not None and len(graph.slot_components(k)) == len(gamma):
+                flag = is_eligible[graph.slot_components(k)]
+            flags.append(flag)
         if not values:
             return np.zeros(0), np.zeros(0, dtype=bool)
         return np.concatenate(values), np.concatenate(flags)
@@ -946,6 +970,14 @@ class ChannelPruner(_StructuredPruner):
                 "ones removed are simply the first in graph order; train with SlimmingRegularizer first "
                 'or use method="filter"'
             )
+
+
+def _bn_units(module: nn.Module) -> int:
+    """Channels a BatchNorm contributes as units: the selected ones of a channel-selection BN, else all."""
+    selected = getattr(module, "indices", None)
+    if isinstance(selected, torch.Tensor) and selected.dim() == 1:
+        return int(selected.numel())
+    return int(getattr(module, "num_features", 0))
 
 
 def _tensors_of(output: Any) -> list[torch.Tensor]:

@@ -327,3 +327,24 @@ def test_pruning_package_does_not_import_the_model_zoo() -> None:
                 assert not node.module.startswith("prunesafe.models"), f"{path.name} imports {node.module}"
             elif isinstance(node, ast.Import):
                 assert not any(a.name.startswith("prunesafe.models") for a in node.names), path.name
+
+
+def test_channel_selection_round_trip(tmp_path: Path) -> None:
+    from prunesafe.pruning import ChannelSelectionBatchNorm2d, add_channel_selection
+
+    torch.manual_seed(0)
+    model = cifar_preact_resnet(29, block="bottleneck").eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.0, 1.0)
+    add_channel_selection(model, X32)
+    pruned = prune_model(model, "channel", 0.4, selection="threshold", example_inputs=X32)
+    again = _round_trip(pruned, tmp_path)
+    bn = again.layer2[1].bn1
+    assert isinstance(bn, ChannelSelectionBatchNorm2d)
+    assert torch.equal(bn.indices, pruned.layer2[1].bn1.indices)
+    assert bn.indices.numel() < bn.num_features  # the stream side stays whole, the branch reads fewer
+    with torch.no_grad():
+        assert torch.equal(again.eval()(X32), pruned(X32))
+    assert again.prunesafe_pruning.achieved_ratio_of_all == pytest.approx(0.4, abs=0.02)

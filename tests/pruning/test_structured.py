@@ -350,7 +350,9 @@ class OnlyLinear(nn.Module):
 
 def test_no_prunable_layers():
     with pytest.raises(ValueError, match="no prunable layers"):
-        FilterPruner(0.5).prune(OnlyLinear(), example_inputs=torch.rand(1, 4))
+        FilterPruner(0.5, prune_linear=False).prune(OnlyLinear(), example_inputs=torch.rand(1, 4))
+    hidden = FilterPruner(0.5).prune(OnlyLinear(), example_inputs=torch.rand(1, 4))  # hidden units are units
+    assert (hidden.fc1.out_features, hidden.fc2.in_features, hidden.fc2.out_features) == (4, 4, 2)
     with pytest.raises(ValueError, match="no prunable layers"):  # no BatchNorm anywhere
         ChannelPruner(0.5).prune(cifar_vgg(11, batch_norm=False), example_inputs=torch.rand(1, 3, 32, 32))
 
