@@ -102,7 +102,10 @@ def test_stochastic_depth_is_a_registered_function_rule():
     group = _group_of(graph, "stem")
     assert _names(graph, group.producers) == {"stem", "conv"}
     assert group.prunable
-    rule = unregister_channel_rule(stochastic_depth)
+    from prunesafe.pruning.graph import rules as rule_table
+
+    entry = rule_table._FUNCTION_RULES[stochastic_depth]
+    unregister_channel_rule(stochastic_depth)
     try:
         graph = build_channel_graph(DepthBlock(), x)
         group = _group_of(graph, "stem")
@@ -110,7 +113,7 @@ def test_stochastic_depth_is_a_registered_function_rule():
         assert "unknown operation" in group.reason
         assert "register_channel_rule" in group.reason
     finally:
-        register_channel_rule(stochastic_depth, rule, preserves_shape=True)
+        rule_table._FUNCTION_RULES[stochastic_depth] = entry  # the built-in entry, restored as it was
     assert _group_of(build_channel_graph(DepthBlock(), x), "stem").prunable
     model = nn.Sequential(nn.Conv2d(3, 8, 3), StochasticDepth(0.5, "row"), nn.Conv2d(8, 2, 3))
     FilterPruner(0.5).prune(model, example_inputs=x)
@@ -328,6 +331,7 @@ class AuxNet(nn.Module):
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_training_only_branch_is_pruned_too(mode: str):
+    """The aux head runs only in train mode: traced in both modes, it is resized whatever the mode."""
     model = AuxNet()
     getattr(model, mode)()
     x = torch.rand(2, 3, 6, 6)
@@ -340,6 +344,7 @@ def test_training_only_branch_is_pruned_too(mode: str):
     assert model(x).shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_googlenet_with_aux_heads_runs_in_train_mode_after_pruning():
     model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
     x = torch.rand(2, 3, 96, 96)
@@ -442,6 +447,7 @@ def test_hidden_linear_units_are_pruned_but_never_the_classifier_outputs():
         FilterPruner(0.5, prune_linear="no")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_vgg16_bn_filter_pruning_reaches_the_classifier():
     model = torchvision.models.vgg16_bn(weights=None)
     before = sum(p.numel() for p in model.parameters())
@@ -505,6 +511,7 @@ def test_torchvision_models_lose_a_quarter_of_their_parameters_and_still_train(n
 # ----------------------------------------------------------------------------- channel selection
 
 
+@pytest.mark.slow
 def test_channel_selection_resnet164_removes_what_liu_et_al_global_threshold_removes():
     from prunesafe.models import cifar_preact_resnet
     from prunesafe.pruning.selection import ChannelSelectionBatchNorm2d, add_channel_selection
@@ -541,3 +548,23 @@ def test_channel_selection_resnet164_removes_what_liu_et_al_global_threshold_rem
     _train_step(pruned, x)
     state = pruned.state_dict()
     assert state["layer2.0.bn1.indices"].dtype == torch.int64
+
+
+class TrainOnlyUntraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        if self.training and y.sum() > 0:  # data-dependent, in train mode only
+            y = y * 2
+        return self.b(y)
+
+
+def test_a_mode_that_cannot_be_traced_is_reported_and_the_other_is_used():
+    model = TrainOnlyUntraceable().eval()
+    with pytest.warns(UserWarning, match="cannot be traced in train mode"):
+        graph = build_channel_graph(model, torch.rand(1, 3, 8, 8))
+    assert _group_of(graph, "a").prunable
+    assert not model.training

@@ -230,13 +230,24 @@ def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
     flags = _modes(model)
     current = "train" if model.training else "eval"
     traces: list[tuple[str, fx.Graph, dict[str, str]]] = [(current, *_trace(model))]
+    other = "eval" if current == "train" else "train"
+    other_trace: tuple[fx.Graph, dict[str, str]] | None = None
     try:
         _set_modes(flags, not model.training)
-        other_graph, other_opaque = _trace(model)
+        other_trace = _trace(model)
+    except ValueError as err:
+        cause = err.__cause__ or err
+        warnings.warn(
+            f"the model cannot be traced in {other} mode ({type(cause).__name__}: "
+            f"{str(cause).splitlines()[0] if str(cause) else ''}); its channel graph covers {current} mode "
+            f"only, so code that runs only in {other} mode is not resized",
+            UserWarning,
+            stacklevel=2,
+        )
     finally:
         _set_modes(flags)
-    if _signature(other_graph) != _signature(traces[0][1]):
-        traces.append(("eval" if current == "train" else "train", other_graph, other_opaque))
+    if other_trace is not None and _signature(other_trace[0]) != _signature(traces[0][1]):
+        traces.append((other, *other_trace))
     opaque_all: dict[str, str] = {}
     for _, _, opaque in traces:
         opaque_all.update(opaque)
