@@ -198,3 +198,27 @@ def test_cli_help_and_print_config(capsys: pytest.CaptureFixture[str]) -> None:
     printed = json.loads(capsys.readouterr().out)
     assert printed["seeds"] == [3, 4]
     assert printed["ratios"] == [0.0, 0.3, 0.6]
+
+
+def test_cli_subcommands_are_imported_lazily(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import prunesafe.cli as cli
+
+    assert cli.SUBCOMMANDS["make-c"][0] == "prunesafe.corruptions.cli"
+    monkeypatch.setitem(cli.SUBCOMMANDS, "make-c", ("prunesafe.no_such_module", "broken"))
+    with pytest.raises(SystemExit) as info:  # study works although make-c's module cannot be imported
+        cli.main(["study", "--help"])
+    assert info.value.code == 0
+    capsys.readouterr()
+    assert cli.main(["make-c", "--help"]) == 1
+    assert "prunesafe make-c: unavailable" in capsys.readouterr().err
+
+
+def test_cli_make_c_is_wired_to_the_corruptions_module(capsys: pytest.CaptureFixture[str]) -> None:
+    from prunesafe.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["make-c", "--help"])
+    assert info.value.code == 0
+    assert "--images" in capsys.readouterr().out
