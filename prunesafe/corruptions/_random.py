@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -229,27 +230,41 @@ def _poisson_inverse(lam: Tensor, u: Tensor) -> Tensor:
     return k
 
 
-def _poisson_table(levels: Tensor, rates: Tensor, u: Tensor) -> Tensor:
-    """Inverse-CDF Poisson for rates taking few distinct values: ``rates[levels]``, via a CDF table."""
-    lam = rates.to(torch.float64)
-    kmax = math.ceil(float(lam.max()) + 12.0 * math.sqrt(float(lam.max())) + 30.0)
-    ks = torch.arange(kmax + 1, dtype=torch.float64, device=lam.device)
+@functools.lru_cache(maxsize=16)
+def _poisson_lookup(rates: tuple[float, ...], device: str) -> tuple[Tensor, Tensor, int, int]:
+    """CDF table (float64, ``len(rates) x (kmax + 1)``) and guide table for :func:`_poisson_table`."""
+    lam = torch.tensor(rates, dtype=torch.float64)
+    top = float(lam.max()) if len(rates) else 0.0
+    kmax = math.ceil(top + 12.0 * math.sqrt(top) + 30.0)
+    ks = torch.arange(kmax + 1, dtype=torch.float64)
     logp = ks[None, :] * torch.log(lam.clamp(min=1e-300))[:, None] - lam[:, None] - torch.lgamma(ks + 1.0)
     pmf = torch.exp(logp)
     pmf[lam == 0] = 0.0
     pmf[lam == 0, 0] = 1.0
     cdf = pmf.cumsum(1)
-    cdf[:, -1] = 2.0
-    # guide table: for each of G bins of u, the smallest k whose CDF reaches the bin's lower edge
+    cdf[:, -1] = 2.0  # every u < 1 stops at the last entry at the latest (tail mass < 1e-20 is cut)
+    # guide: for each of n_bins equal bins of u, the smallest k whose CDF reaches the bin's lower edge
     n_bins = 4 * (kmax + 1)
-    edges = torch.arange(n_bins, dtype=torch.float64, device=lam.device) / n_bins
-    guide = torch.searchsorted(cdf, edges.expand(len(lam), n_bins).contiguous(), right=False)
+    edges = torch.arange(n_bins, dtype=torch.float64) / n_bins
+    guide = torch.searchsorted(cdf, edges.expand(len(rates), n_bins).contiguous(), right=False)
+    guide = (guide + torch.arange(len(rates))[:, None] * (kmax + 1)).to(torch.int64)
+    return cdf.reshape(-1).to(device), guide.reshape(-1).to(device), kmax, n_bins
+
+
+def _poisson_table(levels: Tensor, rates: Tensor, u: Tensor) -> Tensor:
+    """Inverse-CDF Poisson for rates taking few distinct values: ``rates[levels]``, via a guide table."""
+    flat_cdf, guide, kmax, n_bins = _poisson_lookup(tuple(rates.tolist()), str(levels.device))
     row = levels.reshape(-1)
     uu = u.reshape(-1)
-    flat_cdf = cdf.reshape(-1)
-    pos = guide.reshape(-1)[row * n_bins + (uu * n_bins).long().clamp(max=n_bins - 1)] + row * (kmax + 1)
-    active = (uu > flat_cdf[pos]).nonzero().squeeze(1)
-    while active.numel():
+    pos = guide.take(row * n_bins + (uu * n_bins).to(torch.int64).clamp_(max=n_bins - 1))
+    active = (uu > flat_cdf.take(pos)).nonzero().squeeze(1)
+    for _ in range(3):  # almost every draw is settled within a step or two of its guide entry
+        if not active.numel():
+            break
         pos[active] += 1
-        active = active[uu[active] > flat_cdf[pos[active]]]
+        active = active[uu[active] > flat_cdf.take(pos[active])]
+    if active.numel():  # far tails (u in a bin spanning many k): exact search in their rows
+        table = flat_cdf.reshape(-1, kmax + 1)[row[active]]
+        k = torch.searchsorted(table, uu[active, None], right=False).squeeze(1)
+        pos[active] = row[active] * (kmax + 1) + k
     return (pos - row * (kmax + 1)).reshape(levels.shape).to(torch.float32)

@@ -95,36 +95,51 @@ def hsv_to_rgb(hsv: Tensor) -> Tensor:
     p = v * (1.0 - s)
     q = v * (1.0 - f * s)
     t = v * (1.0 - (1.0 - f) * s)
-    sector = torch.remainder(hi, 6.0).to(torch.int64)
-    # rows: sector 0..5; columns: r, g, b
-    table = torch.stack(
-        (
-            torch.stack((v, t, p)),
-            torch.stack((q, v, p)),
-            torch.stack((p, v, t)),
-            torch.stack((p, q, v)),
-            torch.stack((t, p, v)),
-            torch.stack((v, p, q)),
-        )
-    )  # (6, 3, N, H, W)
-    idx = sector.unsqueeze(0).unsqueeze(0).expand(1, 3, *sector.shape)
-    return torch.gather(table, 0, idx)[0].permute(1, 0, 2, 3)
+    sector = torch.remainder(hi, 6.0)
+    # skimage's table, sector 0..5 -> (r, g, b): (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q)
+    s0, s1, s2, s3, s4 = (sector == k for k in range(5))
+    r = torch.where(s0 | (sector == 5), v, torch.where(s1, q, torch.where(s4, t, p)))
+    g = torch.where(s1 | s2, v, torch.where(s0, t, torch.where(s3, q, p)))
+    b = torch.where(s3 | s4, v, torch.where(s2, t, torch.where(s0 | s1, p, q)))
+    return torch.stack((r, g, b), dim=1)
 
 
 def brightness(x: Tensor, severity: int, rng: Any) -> Tensor:
-    """Raise the HSV value by ``c`` (clipped at 1); see the module docstring."""
+    """Raise the HSV value by ``c`` (clipped at 1); see the module docstring.
+
+    skimage's ``hsv2rgb(h, s, v')`` after ``rgb2hsv`` equals ``v' * (1 - s * g)`` per channel, and
+    ``s * g = (v - x) / v``; computing that in float64 gives the reference's numbers (the maximum channel
+    and the minimum channel bit for bit; the middle one up to the last bit) in a few passes instead of
+    the full HSV round trip (:func:`rgb_to_hsv` / :func:`hsv_to_rgb`, kept for reference and tests).
+    """
     c = BRIGHTNESS[severity - 1]
-    hsv = rgb_to_hsv(to_reference_f64(x))
-    hsv[:, 2] = (hsv[:, 2] + c).clamp_(0.0, 1.0)
-    return hsv_to_rgb(hsv).clamp_(0.0, 1.0).mul_(255.0)
+    x64 = to_reference_f64(x)
+    v = x64.amax(dim=1, keepdim=True)
+    v_new = (v + c).clamp_(0.0, 1.0)
+    safe_v = torch.where(v > 0, v, torch.ones_like(v))
+    out = (1.0 - (v - x64) / safe_v) * v_new
+    return out.clamp_(0.0, 1.0).mul_(255.0)
 
 
 def saturate(x: Tensor, severity: int, rng: Any) -> Tensor:
-    """Scale and shift the HSV saturation: ``s * c0 + c1`` clipped to [0, 1]."""
+    """Scale and shift the HSV saturation: ``s * c0 + c1`` clipped to [0, 1].
+
+    Per channel the reference's result is ``v * (1 - s' * g)`` with ``g = (v - x) / (max - min)``
+    (hue kept); grey pixels have hue 0, i.e. ``g = (0, 1, 1)``, so ``c1 > 0`` tints them red exactly as
+    skimage does.  Computed in float64 in a few passes (see :func:`brightness`).
+    """
     c0, c1 = SATURATE[severity - 1]
-    hsv = rgb_to_hsv(to_reference_f64(x))
-    hsv[:, 1] = (hsv[:, 1] * c0 + c1).clamp_(0.0, 1.0)
-    return hsv_to_rgb(hsv).clamp_(0.0, 1.0).mul_(255.0)
+    x64 = to_reference_f64(x)
+    v = x64.amax(dim=1, keepdim=True)
+    delta = v - x64.amin(dim=1, keepdim=True)
+    grey = delta == 0
+    s = torch.where(v == 0, torch.zeros_like(v), delta / torch.where(v == 0, torch.ones_like(v), v))
+    s_new = (s * c0 + c1).clamp_(0.0, 1.0)
+    g = (v - x64) / torch.where(grey, torch.ones_like(delta), delta)
+    grey_g = torch.tensor([0.0, 1.0, 1.0], dtype=x64.dtype, device=x64.device).view(1, 3, 1, 1)
+    g = torch.where(grey, grey_g, g)
+    out = (1.0 - s_new * g) * v
+    return out.clamp_(0.0, 1.0).mul_(255.0)
 
 
 def contrast(x: Tensor, severity: int, rng: Any) -> Tensor:
