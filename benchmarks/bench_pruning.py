@@ -3,9 +3,11 @@
 For each model (CIFAR VGG-16, CIFAR ResNet-56 with option-A shortcuts, torchvision ResNet-50)
 the script times
 
-* prunesafe: ``prune_model(model, "filter", 0.5, example_inputs=x)`` -- this includes the deep
-  copy ``prune_model`` makes of the model (``inplace=False``), so the timer covers copy + trace +
-  prune;
+* prunesafe: ``prune_model(model, "filter", 0.5, example_inputs=x, verify=False)`` -- this
+  includes the deep copy ``prune_model`` makes of the model (``inplace=False``), so the timer
+  covers copy + trace + prune; ``verify=False`` because Torch-Pruning checks nothing.  A second
+  column times the default ``verify=None`` (on for these models: one more deep copy and two
+  forwards comparing the pruned model with the masked original);
 * Torch-Pruning: ``tp.pruner.MagnitudePruner(model, x, importance=MagnitudeImportance(p=1),
   pruning_ratio=0.5, ignored_layers=[final linear])`` construction + ``step()``.  Each repeat
   prunes a fresh deep copy made *outside* the timer (Torch-Pruning modifies the model in
@@ -41,14 +43,14 @@ from prunesafe.models import cifar_resnet, cifar_vgg
 try:
     from prunesafe.pruning import prune_model
 
-    def prunesafe_prune(model: nn.Module, x: torch.Tensor, coupling: str) -> nn.Module:
-        return prune_model(model, "filter", 0.5, example_inputs=x, coupling=coupling)
+    def prunesafe_prune(model: nn.Module, x: torch.Tensor, coupling: str, verify: bool = False) -> nn.Module:
+        return prune_model(model, "filter", 0.5, example_inputs=x, coupling=coupling, verify=verify)
 
-    PRUNESAFE_CALL = 'prune_model(model, "filter", 0.5, example_inputs=x)  (deepcopy included)'
+    PRUNESAFE_CALL = 'prune_model(model, "filter", 0.5, example_inputs=x, verify=False)  (deepcopy included)'
 except ImportError:  # prune_model not available yet: same work, written out
     from prunesafe.pruning.structured import FilterPruner
 
-    def prunesafe_prune(model: nn.Module, x: torch.Tensor, coupling: str) -> nn.Module:
+    def prunesafe_prune(model: nn.Module, x: torch.Tensor, coupling: str, verify: bool = False) -> nn.Module:
         return FilterPruner(0.5, coupling=coupling).prune(copy.deepcopy(model), example_inputs=x)  # type: ignore[arg-type]
 
     PRUNESAFE_CALL = "FilterPruner(0.5).prune(copy.deepcopy(model), example_inputs=x)"
@@ -99,6 +101,7 @@ def run(repeats: int) -> list[dict[str, Any]]:
         base = _params(model)
         ps = _median_time(lambda m=model, x=x: prunesafe_prune(m, x, "exclude"), repeats)
         ps_together = _median_time(lambda m=model, x=x: prunesafe_prune(m, x, "together"), repeats)
+        ps_verified = _median_time(lambda m=model, x=x: prunesafe_prune(m, x, "exclude", True), repeats)
         tp_time = _median_time(
             lambda m, x=x, last=last: _tp_prune(m, x, last), repeats, setup=lambda m=model: copy.deepcopy(m)
         )
@@ -110,6 +113,7 @@ def run(repeats: int) -> list[dict[str, Any]]:
                 "model": name,
                 "prunesafe_s": ps,
                 "prunesafe_together_s": ps_together,
+                "prunesafe_verified_s": ps_verified,
                 "torch_pruning_s": tp_time,
                 "ratio": ps / tp_time,
                 "ratio_together": ps_together / tp_time,
@@ -122,7 +126,7 @@ def run(repeats: int) -> list[dict[str, Any]]:
         print(
             f"{name:15s} prunesafe {ps * 1e3:8.1f} ms (together {ps_together * 1e3:7.1f} ms)   "
             f"Torch-Pruning {tp_time * 1e3:8.1f} ms   ratio prunesafe/TP {ps / tp_time:5.2f} "
-            f"(together {ps_together / tp_time:5.2f})",
+            f"(together {ps_together / tp_time:5.2f}; verify=True {ps_verified * 1e3:7.1f} ms)",
             flush=True,
         )
     return rows
@@ -173,12 +177,14 @@ def main() -> None:
     rows = run(max(args.repeats, 5))
     demo = option_a_demo()
     print(
-        "\n| model | prunesafe (s) | prunesafe together (s) | Torch-Pruning (s) | prunesafe / TP | params kept prunesafe / together / TP |"
+        "\n| model | prunesafe (s) | prunesafe together (s) | prunesafe verify=True (s) | Torch-Pruning (s) "
+        "| prunesafe / TP | params kept prunesafe / together / TP |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['model']} | {r['prunesafe_s']:.4f} | {r['prunesafe_together_s']:.4f} | {r['torch_pruning_s']:.4f} | "
+            f"| {r['model']} | {r['prunesafe_s']:.4f} | {r['prunesafe_together_s']:.4f} | "
+            f"{r['prunesafe_verified_s']:.4f} | {r['torch_pruning_s']:.4f} | "
             f"{r['ratio']:.2f} | {r['params_prunesafe'] / r['params']:.2f} / "
             f"{r['params_prunesafe_together'] / r['params']:.2f} / {r['params_torch_pruning'] / r['params']:.2f} |"
         )

@@ -45,6 +45,7 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -511,7 +512,9 @@ class _StructuredPruner(Pruner):
     # ------------------------------------------------------------------ warnings, compensation, verification
     def _note(self, message: str) -> None:
         self.notes.append(message)
-        warnings.warn(f"{self.name or type(self).__name__}: {message}", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{self.name or type(self).__name__}: {message}", UserWarning, stacklevel=_caller_level()
+        )
 
     def _check_scores(self, graph: ChannelGraph, groups: list[ChannelGroup], score: FloatArray) -> None:
         """Hook: warn about scores that cannot rank channels (see :class:`ChannelPruner`)."""
@@ -970,6 +973,18 @@ class ChannelPruner(_StructuredPruner):
                 "ones removed are simply the first in graph order; train with SlimmingRegularizer first "
                 'or use method="filter"'
             )
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside ``prunesafe.pruning`` (the user's call), from the caller."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).startswith(
+        "prunesafe.pruning"
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _bn_units(module: nn.Module) -> int:

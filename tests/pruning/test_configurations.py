@@ -19,11 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from prunesafe.models import cifar_resnet, cifar_vgg
 from prunesafe.models.cifar_vgg import CifarVGG
 from prunesafe.pruning import prune_model, pruning_report, register_channel_rule, unregister_channel_rule
+from prunesafe.pruning._ratios import resolve_ratio_map, validate_ratio
 from prunesafe.pruning.structured import PruningVerificationError
 
 X = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -299,3 +302,27 @@ def test_verify_bad_values() -> None:
     with pytest.raises(TypeError, match="verify must be"):
         prune_model(cifar_vgg(11), "filter", 0.5, example_inputs=X, verify="yes")
     assert prune_model(cifar_vgg(11), "unstructured", 0.5, verify=True).prunesafe_pruning.verified is None
+
+
+# --------------------------------------------------------------------------- ratio validation (hypothesis)
+NAMES = [f"layer{s}.{b}.conv{c}" for s in (1, 2) for b in range(3) for c in (1, 2)]
+
+
+@given(st.one_of(st.floats(max_value=-1e-12), st.floats(min_value=1.0), st.just(float("nan"))))
+def test_out_of_range_ratios_in_a_mapping_name_the_key(bad: float) -> None:
+    with pytest.raises(ValueError, match=r"ratio\['layer1\.\*'\] must be in \[0, 1\)"):
+        validate_ratio({"layer1.*": 0.5, "layer2.*": 0.3} | {"layer1.*": bad})
+
+
+@given(st.dictionaries(st.sampled_from(NAMES), st.floats(0.0, 0.99), min_size=1))
+def test_exact_names_resolve_to_themselves_and_zero_skips(mapping: dict[str, float]) -> None:
+    assert resolve_ratio_map(mapping, NAMES) == {n: mapping[n] for n in NAMES if mapping.get(n, 0) > 0}
+
+
+@given(st.floats(0.01, 0.99), st.floats(0.01, 0.99))
+def test_the_last_matching_key_wins(general: float, exception: float) -> None:
+    resolved = resolve_ratio_map({"layer*": general, "layer2.*.conv1": exception}, NAMES)
+    assert all(resolved[n] == (exception if n.startswith("layer2") and n.endswith("conv1") else general)
+               for n in NAMES)  # fmt: skip
+    flipped = resolve_ratio_map({"layer2.*.conv1": exception, "layer*": general}, NAMES)
+    assert set(flipped.values()) == {general}
