@@ -9,6 +9,7 @@ processes all give **exactly** the result of the one-shot functions in
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import Tensor
 from prunesafe.metrics._checks import InputKind, check_choice, check_n_bins
 from prunesafe.metrics.calibration import (
     FRAC_BITS,
+    Binning,
     _BinStats,
     _brier_per_sample,
     _calibration_error_from_counts,
@@ -60,7 +62,7 @@ class CalibrationResult:
     --------
     >>> import torch
     >>> from prunesafe.metrics import CalibrationAccumulator
-    >>> acc = CalibrationAccumulator(n_bins=10)
+    >>> acc = CalibrationAccumulator(n_bins=1)
     >>> acc.update(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
     >>> r = acc.compute()
     >>> r.accuracy, r.n_samples, sorted(r.to_dict())[:3]
@@ -95,12 +97,20 @@ class CalibrationAccumulator:
     num_classes : int, optional
         Number of classes; inferred from the first batch when None.
     inputs : {"logits", "probs"}, default "logits"
-        What ``update`` receives.
-    binning : {"uniform"}, default "uniform"
+        What ``update`` receives.  Keyword-only (passing it as the third positional argument still works
+        but raises a DeprecationWarning).
+    binning : {"uniform", "quantile"}, default "uniform"
         Only equal-width bins can stream: equal-mass ("quantile") bin edges depend on the whole sample,
         which needs O(N) memory; passing ``"quantile"`` raises a ValueError that says what to do.
     device : torch.device or str, optional
         Where the state lives; defaults to the device of the first batch (use ``"cuda"`` with NCCL).
+
+    Raises
+    ------
+    ValueError
+        ``merge(self)`` (it would double every count).
+    RuntimeError
+        ``update``/``merge``/``sync`` after :meth:`sync` (the ranks would diverge); :meth:`reset` first.
 
     Notes
     -----
@@ -125,11 +135,22 @@ class CalibrationAccumulator:
         self,
         n_bins: int = 15,
         num_classes: int | None = None,
+        *args: Any,
         inputs: InputKind = "logits",
-        *,
-        binning: str = "uniform",
+        binning: Binning = "uniform",
         device: torch.device | str | None = None,
     ) -> None:
+        if args:  # the old third positional parameter
+            if len(args) > 1:
+                raise TypeError(
+                    f"CalibrationAccumulator takes at most 2 positional arguments, got {2 + len(args)}"
+                )
+            warnings.warn(
+                "passing `inputs` positionally is deprecated; use CalibrationAccumulator(..., inputs=...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            inputs = args[0]
         self.n_bins = check_n_bins(n_bins)
         self.inputs: InputKind = check_choice(inputs, "inputs", ("logits", "probs"))
         if binning == "quantile":
@@ -180,6 +201,13 @@ class CalibrationAccumulator:
         _carry(s[1:2], s[2:3])
         _carry(s[3:4], s[4:5])
 
+    def _check_open(self, what: str) -> None:
+        if self._synced:
+            raise RuntimeError(
+                f"{what} after sync(): this accumulator already holds every rank's totals; adding more on "
+                "one rank would make the ranks disagree. Call reset() to start a new evaluation."
+            )
+
     @property
     def n_samples(self) -> int:
         """Number of samples accumulated so far."""
@@ -204,6 +232,7 @@ class CalibrationAccumulator:
         >>> acc.n_samples
         8
         """
+        self._check_open("update()")
         scores, y = _prepare(logits, labels, self.inputs)
         c = scores.shape[1]
         if self.num_classes is not None and c != self.num_classes:
@@ -238,6 +267,9 @@ class CalibrationAccumulator:
         """
         if not isinstance(other, CalibrationAccumulator):
             raise TypeError(f"`other` must be a CalibrationAccumulator, got {type(other).__name__}.")
+        if other is self:
+            raise ValueError("cannot merge an accumulator into itself: that would count every sample twice.")
+        self._check_open("merge()")
         if other.n_bins != self.n_bins or other.inputs != self.inputs:
             raise ValueError(
                 f"cannot merge accumulators with different settings: n_bins {self.n_bins} vs {other.n_bins}, "
@@ -283,8 +315,10 @@ class CalibrationAccumulator:
         if not (dist.is_available() and dist.is_initialized()):
             return self
         if self._synced:
-            raise RuntimeError("this accumulator was already synced; a second sync would double count. "
-                               "Call reset() before accumulating a new evaluation.")
+            raise RuntimeError(
+                "this accumulator was already synced; a second sync would double count. "
+                "Call reset() before accumulating a new evaluation."
+            )
         device = self._device if self._device is not None else torch.device("cpu")
         if dist.get_backend(group) == "nccl" and device.type != "cuda":
             device = torch.device("cuda", torch.cuda.current_device())
