@@ -7,8 +7,8 @@ the same input (checked against ``opencv-python-headless`` 4.14 in tests/corrupt
 * :func:`canny` -- ``cv2.Canny(img, low, high)`` (3x3 Sobel with replicated border, L1 magnitude,
   non-maximum suppression with OpenCV's integer tan(22.5°) test, 8-connected hysteresis).
 * :func:`distance_transform_l2_5` -- ``cv2.distanceTransform(img, cv2.DIST_L2, 5)``: the 5x5 chamfer
-  distance (weights 1, 1.4, 2.1969 in 16.16 fixed point) to the nearest zero pixel, by OpenCV's
-  two raster passes (rows vectorised with a running minimum).
+  distance (weights 1, 1.4, 2.1969, float32 sums) to the nearest zero pixel, by OpenCV's two raster
+  passes.
 * :func:`box3` -- ``cv2.blur(img, (3, 3))`` (``BORDER_REFLECT_101``); :func:`filter3_u8` --
   ``cv2.filter2D(img, cv2.CV_8U, kernel)`` for a 3x3 integer kernel; :func:`equalize_hist` --
   ``cv2.equalizeHist``.
@@ -107,12 +107,16 @@ def _min_of(items: list[Tensor]) -> Tensor:
     return out
 
 
-_A, _B, _C = 65536, 91750, 143976  # cvRound(1, 1.4, 2.1969 * 2**16): OpenCV's 5x5 L2 chamfer weights
-_FAR = 1 << 28
+_A, _B, _C = 1.0, 1.4, 2.1969  # OpenCV's 5x5 chamfer weights for DIST_L2 (float32 arithmetic)
+_FAR = 1.0e30
 
 
 def distance_transform_l2_5(img: Tensor) -> Tensor:
     """``cv2.distanceTransform(img, cv2.DIST_L2, 5)``: float32 chamfer distance to the nearest zero pixel.
+
+    The two raster passes of OpenCV with its float32 sums (weights 1, 1.4, 2.1969); the candidates from
+    the rows above (below) are computed for a whole row at once, the left-to-right (right-to-left)
+    dependency within a row column by column, as OpenCV does.
 
     Examples
     --------
@@ -123,58 +127,56 @@ def distance_transform_l2_5(img: Tensor) -> Tensor:
     """
     n, h, w = img.shape
     dev = img.device
+    f32 = torch.float32
+    a, b, c = (torch.tensor(v, dtype=f32, device=dev) for v in (_A, _B, _C))
     pad = 2
-    t = torch.full((n, h + 2 * pad, w + 2 * pad), _FAR, dtype=torch.int32, device=dev)
+    t = torch.full((n, h + 2 * pad, w + 2 * pad), _FAR, dtype=f32, device=dev)
     zero = img == 0
-    ar = torch.arange(w, device=dev, dtype=torch.int32) * _A
-
-    def scan(row_cands: Tensor, is_zero: Tensor, reverse: bool) -> Tensor:
-        # d[x] = min(cand[x], d[x -/+ 1] + A), zero pixels fixed to 0: a running minimum of cand - x*A
-        cand = torch.where(is_zero, torch.zeros_like(row_cands), row_cands)
-        if reverse:
-            cand = cand.flip(-1)
-        run = torch.cummin(cand - ar, dim=-1).values + ar
-        out = torch.minimum(cand, run)
-        out = torch.where(is_zero.flip(-1) if reverse else is_zero, torch.zeros_like(out), out)
-        return out.flip(-1) if reverse else out
-
     c0 = pad
     for y in range(h):
         r = y + pad
         up1 = t[:, r - 1]
         up2 = t[:, r - 2]
-        cands = _min_of(
+        cand = _min_of(
             [
-                up2[:, c0 - 1 : c0 - 1 + w] + _C,
-                up2[:, c0 + 1 : c0 + 1 + w] + _C,
-                up1[:, c0 - 2 : c0 - 2 + w] + _C,
-                up1[:, c0 - 1 : c0 - 1 + w] + _B,
-                up1[:, c0 : c0 + w] + _A,
-                up1[:, c0 + 1 : c0 + 1 + w] + _B,
-                up1[:, c0 + 2 : c0 + 2 + w] + _C,
+                up2[:, c0 - 1 : c0 - 1 + w] + c,
+                up2[:, c0 + 1 : c0 + 1 + w] + c,
+                up1[:, c0 - 2 : c0 - 2 + w] + c,
+                up1[:, c0 - 1 : c0 - 1 + w] + b,
+                up1[:, c0 : c0 + w] + a,
+                up1[:, c0 + 1 : c0 + 1 + w] + b,
+                up1[:, c0 + 2 : c0 + 2 + w] + c,
             ]
         )
-        t[:, r, c0 : c0 + w] = scan(cands, zero[:, y], reverse=False)
+        cand = torch.where(zero[:, y], torch.zeros_like(cand), cand)
+        row = t[:, r]
+        row[:, c0] = cand[:, 0]
+        for j in range(1, w):
+            left = row[:, c0 + j - 1] + a
+            val = torch.minimum(cand[:, j], left)
+            row[:, c0 + j] = torch.where(zero[:, y, j], cand[:, j], val)
     for y in range(h - 1, -1, -1):
         r = y + pad
         dn1 = t[:, r + 1]
         dn2 = t[:, r + 2]
-        cur = t[:, r, c0 : c0 + w]
-        cands = _min_of(
+        cand = _min_of(
             [
-                cur,
-                dn2[:, c0 + 1 : c0 + 1 + w] + _C,
-                dn2[:, c0 - 1 : c0 - 1 + w] + _C,
-                dn1[:, c0 + 2 : c0 + 2 + w] + _C,
-                dn1[:, c0 + 1 : c0 + 1 + w] + _B,
-                dn1[:, c0 : c0 + w] + _A,
-                dn1[:, c0 - 1 : c0 - 1 + w] + _B,
-                dn1[:, c0 - 2 : c0 - 2 + w] + _C,
+                t[:, r, c0 : c0 + w],
+                dn2[:, c0 + 1 : c0 + 1 + w] + c,
+                dn2[:, c0 - 1 : c0 - 1 + w] + c,
+                dn1[:, c0 + 2 : c0 + 2 + w] + c,
+                dn1[:, c0 + 1 : c0 + 1 + w] + b,
+                dn1[:, c0 : c0 + w] + a,
+                dn1[:, c0 - 1 : c0 - 1 + w] + b,
+                dn1[:, c0 - 2 : c0 - 2 + w] + c,
             ]
         )
-        t[:, r, c0 : c0 + w] = scan(cands, zero[:, y], reverse=True)
-    d = t[:, pad : pad + h, pad : pad + w]
-    return (d.to(torch.float64) * (1.0 / 65536.0)).to(torch.float32)
+        row = t[:, r]
+        row[:, c0 + w - 1] = cand[:, w - 1]
+        for j in range(w - 2, -1, -1):
+            right = row[:, c0 + j + 1] + a
+            row[:, c0 + j] = torch.minimum(cand[:, j], right)
+    return t[:, pad : pad + h, pad : pad + w].clone()
 
 
 def box3(img: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ Examples
 >>> x = torch.rand(2, 3, 32, 32)
 >>> out = glass_blur(x, 3, ImageRNG(0, "glass_blur", 3, indices=[0, 1]))
 >>> out.shape, out.dtype
-(torch.Size([2, 3, 32, 32]), torch.float32)
+(torch.Size([2, 3, 32, 32]), torch.float64)
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def glass_blur_given(x: Tensor, severity: int, moves: Tensor) -> Tensor:
 
     ``moves[:, it, 0]`` is the column offset ``dx`` and ``moves[:, it, 1]`` the row offset ``dy`` that
     the reference draws (``dx, dy = randint(-1, 1, 2)``) for target pixel ``(h, w)``, ``h, w >= 2``;
-    pixels in the first two rows / columns are never targets.  Returns float32 in ``[0, 255]`` (the first
-    blur and its uint8 truncation are computed in float64 like the reference, the rest in float32).
+    pixels in the first two rows / columns are never targets.  Returns float64 in ``[0, 255]`` (both blurs
+    in float64 like the reference, so the final truncation agrees with it; the moves in float32).
 
     Examples
     --------
@@ -123,7 +123,7 @@ def glass_blur_given(x: Tensor, severity: int, moves: Tensor) -> Tensor:
         src[:, 2:, 2:] = (rows + dy) * w + (cols + dx)
         flat = img.reshape(n, c, h * w)
         img = torch.gather(flat, 2, src.reshape(n, 1, h * w).expand(n, c, h * w)).reshape(n, c, h, w)
-    out = gaussian_filter(img * (1.0 / 255.0), sigma, mode="nearest")
+    out = gaussian_filter(img.to(torch.float64) / 255.0, sigma, mode="nearest")
     return out.clamp(0.0, 1.0) * 255.0
 
 
