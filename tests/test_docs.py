@@ -1,13 +1,14 @@
 """Execute the Python examples of the documentation.
 
-Every fenced block whose info string is ``python`` in ``README.md`` and ``docs/*.md`` is run; the blocks of one
-file run in order in one namespace (later blocks may use names defined earlier), in a fresh temporary working
-directory whose ``../shared`` is the shared data folder, so ``../shared`` paths resolve as they do for a reader of
-this repository and files an example writes never land in the checkout. A block whose
-info string is ``python no-run`` is shown to readers but not executed (reserved for GPU-scale or download examples).
+Every fenced block whose info string is ``python`` in ``README.md`` and ``docs/*.md`` is run; the
+blocks of one file run in order in one namespace (later blocks may use names defined earlier), in a
+fresh temporary working directory whose ``../shared`` is the shared data folder, so ``../shared``
+paths resolve as they do for a reader of this repository and files an example writes never land in
+the checkout. A block whose info string is ``python no-run`` is shown to readers but not executed
+(reserved for GPU-scale or download examples).
 
-A block that reads ``../shared`` needs that data: like every shared-data test it fails under ``CI=true`` when the data
-is missing and skips elsewhere.
+A block that reads ``../shared`` needs that data: like every shared-data test it fails under
+``CI=true`` when the data is missing and skips elsewhere.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, SHARED_DIR, require_shared
 
 DOC_FILES = sorted([REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")])
@@ -47,9 +47,13 @@ def extract_blocks(text: str, path: Path) -> list[Block]:
         j = i + 1
         while j < len(lines):
             close = _FENCE.match(lines[j])
-            if close is not None and close["fence"][0] == fence[0] and len(close["fence"]) >= len(fence):
-                if not close["info"].strip():
-                    break
+            if (
+                close is not None
+                and close["fence"][0] == fence[0]
+                and len(close["fence"]) >= len(fence)
+                and not close["info"].strip()
+            ):
+                break
             body.append(lines[j][indent:] if lines[j][:indent].strip() == "" else lines[j])
             j += 1
         blocks.append(Block(path, i + 1, info, "\n".join(body) + "\n"))
@@ -58,7 +62,8 @@ def extract_blocks(text: str, path: Path) -> list[Block]:
 
 
 def _python_blocks(path: Path) -> list[Block]:
-    return [b for b in extract_blocks(path.read_text(encoding="utf-8"), path) if b.info.split()[:1] == ["python"]]
+    blocks = extract_blocks(path.read_text(encoding="utf-8"), path)
+    return [b for b in blocks if b.info.split()[:1] == ["python"]]
 
 
 def test_extractor_finds_blocks_and_flags() -> None:
