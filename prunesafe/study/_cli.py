@@ -22,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model", help="zoo name for every model (resnet20..110, resnet164, preact-resnet110, vgg11..19)"
     )
-    g.add_argument("--checkpoint", help="weights for every model (replaces train = 'baseline')")
+    g.add_argument(
+        "--checkpoint",
+        help="weights for every model (replaces train = 'baseline'): a file, or a registry name such as "
+        "resnet20 (looked for in DATA_DIR/models/, fetched there by --download)",
+    )
     g.add_argument(
         "--methods", nargs="+", metavar="METHOD", help="pruning methods, e.g. unstructured filter channel"
     )
@@ -37,6 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--severities", nargs="+", type=int, metavar="S")
     g.add_argument("--data-dir", help="folder holding cifar10/ (or cifar100/) and CIFAR-10-C(-sample)/")
     g.add_argument("--corruptions-dir", help="the CIFAR-C folder, if not inside --data-dir")
+    g.add_argument(  # issue 11: prunesafe/study/fetch.py
+        "--corruptions-from",
+        choices=["auto", "engine", "files"],
+        help="engine: generate the corruptions on the fly; files: read CIFAR-C files; auto: files when "
+        "--data-dir holds them, else engine",
+    )
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch what is missing into --data-dir first (CIFAR-10, registry checkpoints, frost textures, "
+        "CIFAR-10-C for --corruptions-from files), verified",
+    )
     g.add_argument("--n-test", type=int, help="use the first N clean test images")
     g.add_argument("--n-corrupted", type=int, help="use the first N images of every corruption cell")
     g.add_argument("--n-train", type=int, help="fine-tune on the first N training images")
@@ -74,6 +90,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         severities=args.severities,
         data_dir=args.data_dir,
         corruptions_dir=args.corruptions_dir,
+        corruptions_from=args.corruptions_from,
+        download=True if args.download else None,
         n_test=args.n_test,
         n_corrupted=args.n_corrupted,
         n_train=args.n_train,

@@ -35,9 +35,10 @@ __all__ = [
 
 Dataset = Literal["cifar10", "cifar100"]
 TrainMode = Literal["baseline"]
+CorruptionsFrom = Literal["auto", "engine", "files"]
 
 #: Keys that do not change any number (left out of ``config_hash``).
-_UNHASHED = ("out", "progress", "notes", "figures", "reliability")
+_UNHASHED = ("out", "progress", "notes", "figures", "reliability", "download")
 
 
 def builder_of(name: str, num_classes: int = 10) -> tuple[str, dict[str, Any]]:
@@ -364,6 +365,8 @@ class StudyConfig:
     figures: bool = True
     progress: bool = True
     notes: tuple[str, ...] = ()
+    corruptions_from: CorruptionsFrom = "files"  # issue 11 (study/fetch.py): auto | engine | files
+    download: bool = False  # issue 11: fetch missing data into data_dir first (study/fetch.py)
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -570,7 +573,9 @@ class StudyConfig:
         if self.dataset not in ("cifar10", "cifar100"):
             raise ValueError(f'dataset must be "cifar10" or "cifar100", got {self.dataset!r}')
         self.resolved_corruptions()
-        for key in ("control", "temperature_scaling", "progress", "figures"):
+        if self.corruptions_from not in ("auto", "engine", "files"):
+            raise ValueError(f"corruptions_from must be auto, engine or files, got {self.corruptions_from!r}")
+        for key in ("control", "temperature_scaling", "progress", "figures", "download"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
         import torch

@@ -152,6 +152,8 @@ def check_data(config: StudyConfig) -> None:
             raise ValueError(
                 f"n_holdout = {holdout} leaves no training images (the train split has {len(train[1])})"
             )
+    if config.corruptions_from == "engine":  # generated on the fly (study/engine_source.py): no files
+        return
     folder = corruptions_folder(config)
     for name in config.resolved_corruptions():
         if not (folder / f"{name}.npy").is_file():
@@ -179,7 +181,10 @@ def load_data(config: StudyConfig, source: CorruptionSource | None = None) -> St
     fine-tuning (and baseline training) uses the images before it (the first ``n_train`` of them when set).
     Test images are never used for fitting anything.
     """
-    source = source if source is not None else FileCorruptions()
+    if source is None:  # the config's corruptions_from (files, engine; auto resolved): study/fetch.py
+        from prunesafe.study.fetch import corruption_source_for
+
+        source = corruption_source_for(config)
     images, labels = _load_split(config, "test")
     n = len(labels) if config.n_test is None else config.n_test
     clean = (images[:n], labels[:n])

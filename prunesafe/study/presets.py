@@ -33,7 +33,7 @@ _UNSTRUCTURED: dict[str, Any] = {
 }
 
 _QUICK: dict[str, Any] = {
-    "models": [{"name": "resnet20", "checkpoint": "../shared/models/resnet20-jpeg.th"}],
+    "models": [{"name": "resnet20", "checkpoint": "resnet20"}],  # registry name: <data_dir>/models/
     "methods": ["unstructured", "filter", "channel"],
     "ratios": [0.0, 0.3, 0.6],
     "seeds": [0],
@@ -45,6 +45,7 @@ _QUICK: dict[str, Any] = {
     "n_test": 500,
     "n_corrupted": 20,
     "data_dir": "../shared/data",
+    "corruptions_from": "auto",  # the CIFAR-C files when data_dir holds them, else the engine (fetch.py)
     "corruptions": ["benchmark"],
     "severities": [1, 2, 3, 4, 5],
     "n_bins": 10,
@@ -55,8 +56,10 @@ _QUICK: dict[str, Any] = {
     "out": "results",
     "notes": [
         "quick preset: 1 fine-tuning epoch on 256 training images (the study: 40 epochs on all of them); "
-        "500 clean test images and the first 20 images of every CIFAR-10-C-sample cell (1500 corrupted "
-        "images); temperature fitted on 250 held-out training images; one seed, so no ± over seeds.",
+        "500 clean test images and the first 20 images of every CIFAR-10-C(-sample) cell, or with "
+        "corruptions_from = engine the engine's corruptions of the first 20 clean test images (1500 "
+        "corrupted images); temperature fitted on 250 held-out training images; one seed, so no ± over "
+        "seeds.",
     ],
 }
 
@@ -104,6 +107,7 @@ _PAPER: dict[str, Any] = {
     "finetune_batch_size": 64,
     "n_holdout": 5000,
     "data_dir": "data",
+    "corruptions_from": "files",  # the released CIFAR-10-C (--download: download_cifar_c, MD5, resumable)
     "corruptions": ["benchmark"],
     "severities": [1, 2, 3, 4, 5],
     "n_bins": 10,
@@ -130,7 +134,10 @@ _PAPER: dict[str, Any] = {
         "the achieved ratio is >= the asked one); filter pruning removes the round(ratio*n) smallest-L1 "
         "filters of every selected layer (Li et al.);",
         "channel pruning on VGG-19: network slimming on BN γ with one global threshold over all BN "
-        "channels (threshold_scope = all), after sparsity training with λ = 1e-4.",
+        "channels (threshold_scope = all), after sparsity training with λ = 1e-4;",
+        "corruptions: the released CIFAR-10-C files (Hendrycks & Dietterich 2019, Zenodo record 2535967; "
+        "--download fetches the 2.9 GB archive with download_cifar_c, MD5-verified and resumable), not "
+        "the engine.",
     ],
 }
 

@@ -38,6 +38,7 @@ from torch import nn
 
 from prunesafe.study.config import ModelSpec, StudyConfig, build_model, builder_of, config_diff
 from prunesafe.study.data import CorruptionSource, StudyData, load_data
+from prunesafe.study.fetch import prepare_data
 
 __all__ = ["CONTRACT_COLUMNS", "Job", "StudyResult", "evaluate_model", "plan_jobs", "run_study"]
 
@@ -447,7 +448,11 @@ def evaluate_model(
     blocks: list[np.ndarray] = []
     for rec in result.records:
         key = (rec["corruption"], rec["severity"])
-        logits, labels = result.logits[key], result.labels[key]
+        if key in result.logits:
+            logits, labels = result.logits[key], result.labels[key]
+        else:  # evaluate_corruptions keeps no logits of a non-finite cell
+            logits = torch.full((int(rec["n"]), config.num_classes), math.nan)
+            labels = torch.zeros(int(rec["n"]), dtype=torch.int64)
         row: dict[str, Any] = dict(rec)
         finite = bool(torch.isfinite(logits).all())
         if not finite:
@@ -544,6 +549,8 @@ def _temperature(
         if _nan_logits_error(exc):
             return math.nan
         raise
+    if ("clean", 0) not in res.logits:  # a non-finite cell keeps no logits
+        return math.nan
     logits, labels = res.logits[("clean", 0)], res.labels[("clean", 0)]
     if not bool(torch.isfinite(logits).all()):
         return math.nan
@@ -657,6 +664,12 @@ def _log_job(job: Job, payload: Mapping[str, Any], progress: bool) -> None:
         tqdm.write(line, file=sys.stderr)
 
 
+def _reuse(payload: Mapping[str, Any], job: Job) -> dict[str, Any]:
+    """The evaluated unpruned checkpoint again, under another seed (evaluation draws no random numbers)."""
+    rows = [{**r, "seed": job.seed, "job": job.index} for r in payload["rows"]]
+    return {**payload, "job": job.index, "rows": rows, "seconds": 0.0}
+
+
 def _write_payload(out: Path, job: Job, payload: Mapping[str, Any]) -> None:
     """Logits and checkpoint first, rows last: a job counts as done only once its rows are written."""
     buf = io.BytesIO()
@@ -722,6 +735,7 @@ def run_study(
         error: BaseException | None = None
         if d.rank == 0:
             try:
+                cfg = prepare_data(cfg, corruption_source)  # data step (study/fetch.py): fetch / list gaps
                 cfg.validate()
                 _prepare_folder(cfg)
             except (ValueError, TypeError, FileNotFoundError) as exc:
@@ -729,6 +743,7 @@ def run_study(
         error = _broadcast(error, d)
         if error is not None:
             raise error
+        cfg = _broadcast(cfg, d)  # as resolved by prepare_data on rank 0
         out = Path(cfg.out)
         device = _rank_device(cfg.device, d)
         data = load_data(cfg, corruption_source)
@@ -832,15 +847,22 @@ def _run_pending(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(pending), desc="study", unit="job", disable=not cfg.progress or d.rank != 0)
+    unpruned: dict[str, dict[str, Any]] = {}  # a checkpoint's unpruned model is the same for every seed
     try:
         for start in range(0, len(pending), d.world):
             mine = pending[start + d.rank] if start + d.rank < len(pending) else None
             payload: dict[str, Any] | None = None
             if mine is not None:
                 try:
-                    payload = _run_job(
-                        mine, specs[mine.model], bases[(mine.model, mine.seed)], cfg, data, device, version
-                    )
+                    spec = specs[mine.model]
+                    if mine.method == "none" and spec.checkpoint is not None and mine.model in unpruned:
+                        payload = _reuse(unpruned[mine.model], mine)
+                    else:
+                        payload = _run_job(
+                            mine, spec, bases[(mine.model, mine.seed)], cfg, data, device, version
+                        )
+                    if mine.method == "none" and spec.checkpoint is not None:
+                        unpruned[mine.model] = payload
                 except Exception as exc:  # reported on rank 0 so no rank waits forever
                     if not d.active:
                         raise
