@@ -517,6 +517,7 @@ def classwise_calibration_error(
     labels: Tensor | np.ndarray,
     *,
     n_bins: int = 15,
+    binning: Binning = "uniform",
     norm: Norm = "l1",
     inputs: InputKind = "logits",
 ) -> float:
@@ -526,14 +527,21 @@ def classwise_calibration_error(
         \mathrm{cwECE} = \frac{1}{C} \sum_{j=1}^{C} \sum_m \frac{|B_{jm}|}{N}
         \left| \frac{1}{|B_{jm}|}\sum_{i \in B_{jm}} (1[y_i = j] - p_{ij}) \right|
 
-    where :math:`B_{jm}` holds the samples whose probability for class ``j`` falls in equal-width bin
-    ``m`` (right-closed; a probability of exactly 0 goes to the first bin).  ``norm="l2"`` averages the
-    per-class RMS errors, ``norm="max"`` the per-class maximum gaps.  Memory is O(C * n_bins).
+    where :math:`B_{jm}` holds the samples whose probability for class ``j`` falls in bin ``m`` of class
+    ``j``'s binning (equal-width: right-closed, a probability of exactly 0 goes to the first bin;
+    equal-mass: the ``N`` values ``p_ij`` of the class split by rank, ties kept together, as for the
+    top-label ECE).  With per-class errors
+    :math:`\mathrm{ce}_j = (\sum_m \frac{|B_{jm}|}{N} |\mathrm{gap}_{jm}|^p)^{1/p}` the result is Kumar et
+    al.'s marginal calibration error :math:`(\frac{1}{C}\sum_j \mathrm{ce}_j^p)^{1/p}`: ``norm="l1"``
+    (p = 1) is the mean of the per-class ECEs, ``norm="l2"`` (p = 2) is
+    :math:`\sqrt{\frac1C \sum_j \mathrm{ce}_j^2}` (not the mean of per-class RMS errors), and ``norm="max"``
+    (p -> inf) is the largest gap over all classes and non-empty bins.  Memory is O(C * n_bins) for
+    equal-width bins; equal-mass bins sort each class's N probabilities (O(N) extra).
 
     Parameters
     ----------
-    logits, labels, n_bins, norm, inputs
-        As in :func:`expected_calibration_error` (equal-width bins only).
+    logits, labels, n_bins, binning, norm, inputs
+        As in :func:`expected_calibration_error`.
 
     Returns
     -------
@@ -548,22 +556,44 @@ def classwise_calibration_error(
     0.4
     """
     m = check_n_bins(n_bins)
+    check_choice(binning, "binning", _BINNINGS)
     check_choice(norm, "norm", _NORMS)
     scores, y = _prepare(logits, labels, inputs)
     c = scores.shape[1]
     stats = _BinStats.zeros(c * m, scores.device)
-    _classwise_stats_add(stats, scores, y, m, inputs)
+    if binning == "uniform":
+        _classwise_stats_add(stats, scores, y, m, inputs)
+    else:
+        _classwise_quantile_stats_add(stats, scores, y, m, inputs)
     return _classwise_from_counts(*stats.as_numpy(), n_classes=c, n_bins=m, norm=norm)
+
+
+def _classwise_quantile_stats_add(stats: _BinStats, x: Tensor, y: Tensor, n_bins: int, inputs: str) -> None:
+    """Equal-mass classwise bins: class ``j``'s N probabilities are sorted and split by rank."""
+    c = x.shape[1]
+    probs = _probabilities(x, inputs)
+    for j in range(c):
+        is_label = y == j
+        sp, spos = _sort_by_confidence(probs[:, j].contiguous(), is_label)
+        bins = _quantile_bins_of_sorted(sp, n_bins) + j * n_bins
+        stats.accumulate_(bins, sp, spos)
 
 
 def _classwise_from_counts(
     count: np.ndarray, positive: np.ndarray, score_sum: np.ndarray, *, n_classes: int, n_bins: int, norm: str
 ) -> float:
+    """Kumar et al.'s marginal calibration error ``(mean_j ce_j^p)^(1/p)`` from class-major bin counts."""
     cnt = count.reshape(n_classes, n_bins)
     pos = positive.reshape(n_classes, n_bins)
     ssum = score_sum.reshape(n_classes, n_bins)
-    per_class = [_calibration_error_from_counts(cnt[j], pos[j], ssum[j], norm) for j in range(n_classes)]
-    return float(np.mean(per_class))
+    per_class = np.array(
+        [_calibration_error_from_counts(cnt[j], pos[j], ssum[j], norm) for j in range(n_classes)]
+    )
+    if norm == "l1":
+        return float(np.mean(per_class))
+    if norm == "l2":
+        return float(math.sqrt(float(np.mean(per_class**2))))
+    return float(np.max(per_class))
 
 
 def accuracy(

@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _oracle import classwise_ece, softmax64, top_label_ece
+from _oracle import (
+    binned_error,
+    classwise_ece,
+    equal_mass_bins,
+    kumar_marginal,
+    kumar_unbiased_l2_squared,
+    softmax64,
+    top_label_ece,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from prunesafe.metrics import (
+    UndefinedMetricWarning,
     bootstrap_ci,
     brier_score,
     classwise_calibration_error,
@@ -168,8 +177,14 @@ def test_perfectly_calibrated_construction_gives_zero() -> None:
     probs = torch.tensor(rows, dtype=torch.float64)
     y = torch.tensor(labels)
     for binning in ("uniform", "quantile"):
-        assert expected_calibration_error(probs, y, n_bins=10, inputs="probs") < 1e-9
-    assert expected_calibration_error(probs, y, n_bins=10, inputs="probs", norm="max") < 1e-9
+        for norm in ("l1", "l2", "max"):
+            kw = {"n_bins": 10, "binning": binning, "norm": norm, "inputs": "probs"}
+            assert expected_calibration_error(probs, y, **kw) < 1e-9, kw  # type: ignore[arg-type]
+    # the construction is not trivially zero: move one label and every binning sees the gap
+    y_off = y.clone()
+    y_off[0] = 1 - y_off[0]
+    for binning in ("uniform", "quantile"):
+        assert expected_calibration_error(probs, y_off, n_bins=10, binning=binning, inputs="probs") > 1e-3
 
 
 def test_sampled_labels_are_nearly_calibrated() -> None:
@@ -213,8 +228,12 @@ def test_numpy_torch_and_dtypes_agree() -> None:
     assert expected_calibration_error(logits.numpy(), labels.numpy()) == ref
     assert expected_calibration_error(logits, labels.int()) == ref
     assert expected_calibration_error(logits, labels.numpy().astype(np.uint8)) == ref  # CIFAR-10-C labels
-    half = expected_calibration_error(logits.half(), labels)
-    assert abs(half - ref) < 5e-3
+    # half precision is upcast to float32 exactly, so it equals the float32 computation on the upcast
+    half = logits.half()
+    assert expected_calibration_error(half, labels) == expected_calibration_error(half.float(), labels)
+    assert expected_calibration_error(logits.bfloat16(), labels) == expected_calibration_error(
+        logits.bfloat16().float(), labels
+    )
 
 
 def test_large_input_multiple_blocks() -> None:
@@ -393,3 +412,76 @@ def test_quantile_ties_match_reference(n: int, levels: int, n_bins: int, seed: i
     full = d.count > 0
     # no confidence value appears in two bins: non-empty bins are strictly ordered
     assert np.all(d.bin_upper[full][:-1] < d.bin_lower[full][1:])
+
+
+# ------------------------------------------------------------------------------ classwise: Kumar's marginal
+@pytest.mark.parametrize(("norm", "p"), [("l1", 1), ("l2", 2), ("max", math.inf)])
+def test_classwise_norms_match_kumar_marginal_transcription(norm: str, p: float) -> None:
+    logits, labels = _data(4000, 6, seed=31, scale=2.5)
+    probs = softmax64(logits.double().numpy())
+    ref = kumar_marginal(probs, labels.numpy(), 12, p)
+    got = classwise_calibration_error(torch.from_numpy(probs), labels, n_bins=12, norm=norm, inputs="probs")
+    assert got == pytest.approx(ref, abs=1e-12)
+
+
+def test_classwise_l2_is_not_the_mean_of_per_class_rms() -> None:
+    # regression: norm="l2" used to average per-class RMS errors, which is a different (smaller) number
+    logits, labels = _data(4000, 6, seed=32, scale=3.0)
+    logits[:, 0] += 2.0  # one badly calibrated class
+    probs = softmax64(logits.double().numpy())
+    per_class = [binned_error(probs[:, j], (labels.numpy() == j).astype(float), 15, "l2") for j in range(6)]
+    got = classwise_calibration_error(torch.from_numpy(probs), labels, norm="l2", inputs="probs")
+    assert got == pytest.approx(math.sqrt(np.mean(np.square(per_class))), abs=1e-12)
+    assert got > float(np.mean(per_class)) + 1e-3
+
+
+def test_classwise_equal_mass_bins_match_a_tie_free_reference() -> None:
+    logits, labels = _data(3000, 4, seed=33, scale=2.0)
+    probs = softmax64(logits.double().numpy())
+    y = labels.numpy()
+    for n_bins in (1, 7, 15):
+        per_class = []
+        for j in range(4):
+            col, hit = probs[:, j], (y == j).astype(float)
+            per_class.append(
+                sum(len(b) / 3000 * abs(hit[b].mean() - col[b].mean()) for b in equal_mass_bins(col, n_bins))
+            )
+        got = classwise_calibration_error(
+            torch.from_numpy(probs), labels, n_bins=n_bins, binning="quantile", inputs="probs"
+        )
+        assert got == pytest.approx(float(np.mean(per_class)), abs=1e-12)
+    assert classwise_calibration_error(logits, labels, binning="quantile") != classwise_calibration_error(
+        logits, labels
+    )
+
+
+# --------------------------------------------------------------------------- debiased L2: Kumar transcription
+@pytest.mark.parametrize("binning", ["uniform", "quantile"])
+def test_debiased_l2_matches_kumar_transcription(binning: str) -> None:
+    logits, labels = _data(2500, 5, seed=34, scale=2.0)
+    probs = softmax64(logits.double().numpy())
+    conf, hit = probs.max(1), (probs.argmax(1) == labels.numpy()).astype(float)
+    if binning == "uniform":
+        idx = np.clip(np.ceil(conf * 10) - 1, 0, 9).astype(int)
+        bins = [np.nonzero(idx == b)[0] for b in range(10) if np.any(idx == b)]
+    else:
+        bins = equal_mass_bins(conf, 10)  # confidences of continuous logits are tie-free
+    ref = kumar_unbiased_l2_squared(conf, hit, bins)
+    kw = {"n_bins": 10, "binning": binning, "inputs": "probs"}
+    got = debiased_l2_calibration_error(torch.from_numpy(probs), labels, squared=True, **kw)  # type: ignore[arg-type]
+    assert got == pytest.approx(ref, abs=1e-12)
+    root = debiased_l2_calibration_error(torch.from_numpy(probs), labels, **kw)  # type: ignore[arg-type]
+    assert root == pytest.approx(max(ref, 0.0) ** 0.5, abs=1e-12)
+
+
+def test_debiased_l2_is_nan_with_a_warning_when_no_bin_holds_two_samples() -> None:
+    probs = torch.tensor([[0.95, 0.05], [0.55, 0.45], [0.75, 0.25]], dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0])
+    with pytest.warns(UndefinedMetricWarning, match="no bin holds two or more samples"):
+        assert math.isnan(debiased_l2_calibration_error(probs, labels, n_bins=15, inputs="probs"))
+    with pytest.warns(UndefinedMetricWarning):
+        assert math.isnan(
+            debiased_l2_calibration_error(probs, labels, n_bins=15, inputs="probs", squared=True)
+        )
+    # one bin with two samples is enough
+    assert math.isfinite(debiased_l2_calibration_error(probs, labels, n_bins=1, inputs="probs"))
