@@ -99,7 +99,7 @@ def glass_blur_given(x: Tensor, severity: int, moves: Tensor) -> Tensor:
     --------
     >>> x = torch.randint(0, 256, (1, 3, 32, 32)) / 255
     >>> still = torch.zeros(1, 1, 2, 30, 30, dtype=torch.long)  # sigma 0.05: blur is the identity
-    >>> torch.allclose(glass_blur_given(x, 1, still), x * 255, atol=1e-3)
+    >>> torch.allclose(glass_blur_given(x, 1, still).float(), x * 255, atol=1e-3)
     True
     """
     _check_x(x)
