@@ -98,7 +98,29 @@ def test_fit_restores_the_models_train_eval_mode() -> None:
     running = model[1].running_mean.clone()
     TemperatureScaledModel.fit(model, data, progress=False)
     assert [m.training for m in model.modules()] == [True, True, False, True, True]
-    assert torch.equal(model[1].running_mean, running)  # logits were collected in eval mode
+    assert torch.equal(model[1].running_mean, running)
+
+    # fit itself must switch to eval mode: a BN left in *train* mode would update its running stats and
+    # a Dropout would randomise the logits (the frozen BN above proves nothing about that)
+    class Probe(nn.Module):
+        seen: list[bool]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.seen.append(self.training)
+            return x
+
+    probe = Probe()
+    live = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), probe, nn.Dropout(0.5), nn.Linear(8, 3))
+    live.train()
+    live_running = live[1].running_mean.clone()
+    TemperatureScaledModel.fit(live, data, progress=False)
+    assert probe.seen == [False, False]  # every batch ran in eval mode
+    assert torch.equal(live[1].running_mean, live_running)  # train-mode BN did not update
+    assert all(m.training for m in live.modules())  # and train mode is back
     model.eval()
     TemperatureScaledModel.fit(model, data, progress=False)
     assert not any(m.training for m in model.modules())
