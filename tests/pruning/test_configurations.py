@@ -326,3 +326,32 @@ def test_the_last_matching_key_wins(general: float, exception: float) -> None:
                for n in NAMES)  # fmt: skip
     flipped = resolve_ratio_map({"layer2.*.conv1": exception, "layer*": general}, NAMES)
     assert set(flipped.values()) == {general}
+
+
+def test_explain_follows_a_ratio_mapping() -> None:
+    from prunesafe.pruning import FilterPruner
+
+    why = FilterPruner({"layer1.*.conv1": 0.5, "layer1.2.conv1": 0}).explain(
+        cifar_resnet(20), example_inputs=X
+    )
+    assert why["layer1.0.conv1"] == why["layer1.1.conv1"] == ""
+    assert why["layer1.2.conv1"] == why["layer2.0.conv1"] == "not selected by layers="
+
+
+def test_verify_is_skipped_where_removal_legitimately_differs_from_masking() -> None:
+    class ChannelsLastNorm(nn.Module):  # ConvNeXt-style: LayerNorm over the channels, so removal != masking
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(3, c, 3), nn.Conv2d(c, 4, 1)
+            self.norm = nn.LayerNorm(c)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv2(self.norm(self.conv1(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+
+    model = ChannelsLastNorm(8).eval()
+    x = torch.rand(2, 3, 8, 8)
+    record = prune_model(model, "filter", 0.5, example_inputs=x).prunesafe_pruning
+    assert record.verified is False
+    assert any("normalises across channels (LayerNorm)" in n for n in record.notes)
+    with pytest.raises(PruningVerificationError):  # asked explicitly, it checks -- and the outputs do differ
+        prune_model(model, "filter", 0.5, example_inputs=x, verify=True)
