@@ -191,13 +191,13 @@ class ImageRNG:
         """Poisson draws with rate ``level_rates[levels]`` (fast path when rates take few distinct values).
 
         ``levels`` is an int64 tensor of shape ``(N, ...)`` indexing the 1-D ``level_rates`` (e.g. the 256
-        rates ``c * q / 255`` of uint8 pixels).  Consumes one float64 uniform per element, like
-        :meth:`poisson`, and gives the same counts as :meth:`poisson` would for the same uniforms (both are
-        exact inversions), up to ties at float64 rounding.
+        rates ``c * q / 255`` of uint8 pixels).  Consumes one float32 uniform per element (24-bit
+        resolution; the CDF table is float32 too, so probabilities are resolved to about 6e-8) and inverts
+        the CDF exactly at that resolution.
         """
         if levels.shape[0] != self.n:
             raise ValueError(f"levels must have leading dimension {self.n}, got shape {tuple(levels.shape)}")
-        u = self.rand(tuple(levels.shape[1:]), torch.float64).to(levels.device)
+        u = self.rand(tuple(levels.shape[1:]), torch.float32).to(levels.device)
         return _poisson_table(levels, level_rates.to(levels.device), u)
 
 
@@ -248,7 +248,8 @@ def _poisson_lookup(rates: tuple[float, ...], device: str) -> tuple[Tensor, Tens
     edges = torch.arange(n_bins, dtype=torch.float64) / n_bins
     guide = torch.searchsorted(cdf, edges.expand(len(rates), n_bins).contiguous(), right=False)
     guide = (guide + torch.arange(len(rates))[:, None] * (kmax + 1)).to(torch.int64)
-    return cdf.reshape(-1).to(device), guide.reshape(-1).to(device), kmax, n_bins
+    flat_cdf = cdf.reshape(-1).to(device=device, dtype=torch.float32)
+    return flat_cdf, guide.reshape(-1).to(device), kmax, n_bins
 
 
 def _poisson_table(levels: Tensor, rates: Tensor, u: Tensor) -> Tensor:

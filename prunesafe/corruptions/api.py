@@ -90,8 +90,8 @@ def _on_device(images: Any, device: torch.device | str | None) -> Any:
     return t.to(device)
 
 
-def _to_float_nchw(t: Tensor) -> tuple[Tensor, bool, bool]:
-    """Validate and convert to float32 NCHW in [0, 1]; returns (x, was_uint8, was_single_image)."""
+def _validate_images(t: Tensor) -> tuple[Tensor, bool, bool]:
+    """Validate layout, size, dtype and range; returns (4-D batch view, was_uint8, was_single_image)."""
     single = t.ndim == 3
     if t.ndim not in (3, 4):
         raise ValueError(
@@ -106,7 +106,7 @@ def _to_float_nchw(t: Tensor) -> tuple[Tensor, bool, bool]:
                 f"uint8 images must be NHWC of shape (N, 32, 32, 3), got {tuple(t.shape)}{hint}; the CIFAR "
                 "severity parameters are defined for 32x32 RGB images"
             )
-        return b.permute(0, 3, 1, 2).to(torch.float32).div_(255.0), True, single
+        return b, True, single
     if t.dtype in _FLOAT_DTYPES:
         if tuple(b.shape[1:]) != (3, 32, 32):
             nhwc = tuple(b.shape[1:]) == (32, 32, 3)
@@ -115,7 +115,7 @@ def _to_float_nchw(t: Tensor) -> tuple[Tensor, bool, bool]:
                 f"float images must be NCHW of shape (N, 3, 32, 32) with values in [0, 1], got "
                 f"{tuple(t.shape)}{hint}"
             )
-        x = b.to(torch.float32)
+        x = b
         if x.numel():
             lo, hi = float(x.min()), float(x.max())
             if not (lo >= 0.0 and hi <= 1.0):
@@ -173,7 +173,7 @@ def corrupt(
     start_index: int = 0,
     indices: Sequence[int] | Tensor | None = None,
     frost_dir: str | os.PathLike[str] | None = None,
-    chunk_size: int = 1000,
+    chunk_size: int = 256,
 ) -> Tensor | npt.NDArray[Any]:
     """Apply corruption ``name`` at ``severity`` to a batch of 32x32 RGB images.
 
@@ -196,7 +196,7 @@ def corrupt(
     frost_dir : path, optional
         Folder with the frost textures (``frost1.png`` ... ``frost6.jpg``), needed by ``"frost"`` only;
         ignored by the others.  See docs/corruptions.md for where to get them.
-    chunk_size : int, default 1000
+    chunk_size : int, default 256
         Images processed at a time (bounds memory; does not change the result).
 
     Returns
@@ -231,30 +231,36 @@ def corrupt(
     spec = get_corruption(name)
     t, from_numpy = _as_tensor(images)
     in_dtype = t.dtype
-    x, was_uint8, single = _to_float_nchw(t)
+    x, was_uint8, single = _validate_images(t)
     n = x.shape[0]
     idx = _resolve_indices(n, start_index, indices)
     options: dict[str, Any] = {}
     if "frost_dir" in spec.options:
         options["frost_dir"] = frost_dir
-    pieces: list[Tensor] = []
+    if was_uint8:
+        out = torch.empty((n, 32, 32, 3), dtype=torch.uint8, device=x.device)
+    else:
+        out = torch.empty((n, 3, 32, 32), dtype=in_dtype, device=x.device)
     for lo in range(0, n, int(chunk_size)):
         hi = min(n, lo + int(chunk_size))
-        rng = ImageRNG(int(seed), name, severity, idx[lo:hi], device=x.device)
-        y = spec.fn(x[lo:hi], severity, rng, **options)
-        if y.shape != x[lo:hi].shape:
-            raise RuntimeError(
-                f"corruption {name!r} returned shape {tuple(y.shape)}, expected {tuple(x[lo:hi].shape)}"
-            )
-        y = y.clamp(0.0, 255.0)  # float32 or float64: floored in the dtype the corruption computed in
-        if was_uint8:
-            pieces.append(y.floor_().to(torch.uint8).permute(0, 2, 3, 1).contiguous())
+        if was_uint8:  # uint8 NHWC -> float32 NCHW / 255, one chunk at a time (cache-sized)
+            xc = torch.empty((hi - lo, 3, 32, 32), dtype=torch.float32, device=x.device)
+            xc.copy_(x[lo:hi].permute(0, 3, 1, 2)).div_(255.0)
         else:
-            pieces.append(y.div_(255.0).to(in_dtype))
-    if pieces:
-        out = torch.cat(pieces)
-    else:
-        out = torch.empty((0, 32, 32, 3) if was_uint8 else (0, 3, 32, 32), dtype=in_dtype, device=x.device)
+            xc = x[lo:hi].to(torch.float32)
+        rng = ImageRNG(int(seed), name, severity, idx[lo:hi], device=x.device)
+        y = spec.fn(xc, severity, rng, **options)
+        if y.shape != xc.shape or y.dtype not in (torch.float32, torch.float64):
+            raise RuntimeError(
+                f"corruption {name!r} returned {y.dtype} {tuple(y.shape)}, expected float {tuple(xc.shape)}"
+            )
+        y = y.clamp(0.0, 255.0)
+        if was_uint8:
+            # float -> uint8 conversion truncates, i.e. floors these non-negative values (np.uint8's rule),
+            # in the dtype the corruption computed in; written straight into the NHWC output
+            out[lo:hi].permute(0, 3, 1, 2).copy_(y)
+        else:
+            out[lo:hi].copy_(y.div_(255.0))
     if single:
         out = out[0]
     return out.numpy() if from_numpy else out

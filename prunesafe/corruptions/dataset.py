@@ -86,7 +86,7 @@ class OnTheFlyCIFARC(Dataset[tuple[Any, int]]):
         Applied to each item's float32 CHW tensor in ``__getitem__`` (not to ``cells``).
     device : torch.device or str, optional
         Where the corruptions are computed (e.g. ``"cuda"``); results come back as numpy uint8.
-    chunk_size : int, default 1000
+    chunk_size : int, default 256
         Images corrupted at a time.
 
     Examples
@@ -108,7 +108,7 @@ class OnTheFlyCIFARC(Dataset[tuple[Any, int]]):
         frost_dir: str | os.PathLike[str] | None = None,
         transform: Transform | None = None,
         device: torch.device | str | None = None,
-        chunk_size: int = 1000,
+        chunk_size: int = 256,
     ) -> None:
         _as_uint8_nhwc(images)
         if tuple(images.shape[1:]) != (32, 32, 3):
