@@ -5,8 +5,12 @@
   fraction of output filters with the smallest L1 (or L2) norm is removed.
 * :class:`ChannelPruner` (``method="channel"``): network slimming after Liu et al. 2017,
   "Learning Efficient Convolutional Networks through Network Slimming" (ICCV).  One global
-  threshold on the BatchNorm scaling factors ``|gamma|`` removes the ``ratio`` fraction of all
-  eligible BN channels.
+  threshold on the BatchNorm scaling factors ``|gamma|``, taken over ALL BN channels as in
+  their code, removes the eligible channels under it.
+
+Both accept per-layer ratio mappings, ``selection="topk"`` (exactly ``round(ratio * n)``, half
+to even) or ``selection="threshold"`` (Liu et al.'s ``> sorted[floor(n * ratio)]`` rule), and
+``verify`` (the pruned model must equal the original with the removed channels zeroed).
 
 Both build the model's channel dependency graph (:mod:`prunesafe.pruning.graph`) from the
 model itself, then slice every affected tensor in place: the conv's filters and bias, its
@@ -640,15 +644,19 @@ class _StructuredPruner(Pruner):
 class FilterPruner(_StructuredPruner):
     """L1-norm filter pruning (Li et al. 2017, "Pruning Filters for Efficient ConvNets").
 
-    In every selected convolution the ``round(ratio * out_channels)`` filters (rounded half
-    up, at most ``out_channels - min_channels``) with the smallest norm are removed, together
-    with everything that depends on them.  ``ratio`` counts output filters of the selected
-    convs; :attr:`achieved_ratio` is removed / total filters over those convs.
+    In every selected convolution the ``round(ratio * out_channels)`` filters (Python's
+    ``round``, half to even, as :mod:`torch.nn.utils.prune`; at most ``out_channels -
+    min_channels``) with the smallest norm are removed, together with everything that depends
+    on them.  ``ratio`` counts output filters of the selected convs; :attr:`achieved_ratio` is
+    removed / total filters over those convs, :attr:`achieved_ratio_of_all` over every conv.
 
     Parameters
     ----------
-    ratio : float
-        Fraction in ``[0, 1)`` of each selected conv's filters to remove.
+    ratio : float or mapping of str to float
+        Fraction in ``[0, 1)`` of each selected conv's filters to remove, or a mapping
+        ``{conv name or glob pattern: ratio}`` giving each conv its own (the last matching key
+        wins; unmatched convs and ratio 0 are skipped), e.g. ``{"layer1.*.conv1": 0.5,
+        "layer2.*.conv1": 0.4, "layer1.8.conv1": 0}``.
     norm : {"l1", "l2"}, default "l1"
         Filter importance: L1 norm (the paper) or L2 norm.
     coupling : {"exclude", "together"}, default "exclude"
@@ -667,6 +675,14 @@ class FilterPruner(_StructuredPruner):
         hidden Linear are its "filters", ranked by the same norm) when ``layers`` is None.
         The final classifier's outputs are never pruned (they reach the model output).
         ``False`` keeps every Linear layer, as Li et al. do (they prune convolutions only).
+    selection : {"topk", "threshold"}, default "topk"
+        ``"topk"``: exactly ``round(ratio * n)`` filters per conv.  ``"threshold"``: the rule of
+        Liu et al.'s code -- keep norms strictly greater than the value at sorted index
+        ``floor(n * ratio)`` (ties pruned, achieved >= asked).
+    verify : bool or None, default None
+        After removal, compare the pruned model with the original whose removed channels are
+        zeroed on ``example_inputs`` and raise :class:`PruningVerificationError` on a mismatch;
+        ``None``: only when cheap and meaningful (see :func:`~prunesafe.pruning.prune_model`).
 
     Attributes
     ----------
