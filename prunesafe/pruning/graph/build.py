@@ -11,6 +11,8 @@ Examples
 
 from __future__ import annotations
 
+import inspect
+import re
 import warnings
 from typing import Any
 
@@ -85,7 +87,7 @@ def _relate(state: BuildState, node: fx.Node, opaque: dict[str, str]) -> None:
         return
 
     if op == "call_module":
-        module = state.model.get_submodule(str(target))
+        module = state.module(str(target))
         entry = rule_for_module(module)
         if entry is None:
             if str(target) in opaque:
@@ -156,6 +158,31 @@ def _trace(model: nn.Module) -> tuple[fx.Graph, dict[str, str]]:
     return fx_graph, tracer.opaque
 
 
+_BRANCHES_ON_MODE = re.compile(r"\bif\b[^\n]*\btraining\b|\btraining\b[^\n]*\belse\b")
+_MODE_DEPENDENT: dict[type, bool] = {}
+
+
+def _branches_on_mode(model: nn.Module) -> bool:
+    """Whether a traced (non-leaf) module class branches on ``training`` (in any of its methods).
+
+    Classes whose source cannot be read count as branching (the other mode is traced).
+    """
+    for module in model.modules():
+        klass = type(module)
+        if rule_for_module(module) is not None:
+            continue  # a leaf: its forward is not traced
+        found = _MODE_DEPENDENT.get(klass)
+        if found is None:
+            try:
+                found = bool(_BRANCHES_ON_MODE.search(inspect.getsource(klass)))
+            except (OSError, TypeError):
+                found = True
+            _MODE_DEPENDENT[klass] = found
+        if found:
+            return True
+    return False
+
+
 def _signature(fx_graph: fx.Graph) -> list[tuple[str, str]]:
     return [(n.op, str(n.target)) for n in fx_graph.nodes]
 
@@ -185,10 +212,11 @@ def _propagation_error(model: nn.Module, inputs: tuple[Any, ...], err: Propagati
 def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
     """Trace ``model`` and build its channel dependency graph.
 
-    The model is traced in its current mode and, when its forward differs between modes
-    (``if self.training:`` branches such as GoogLeNet's auxiliary heads), in the other mode
-    too: the graph is the union, so a pruned model runs in ``train()`` and ``eval()`` alike.
-    The module flags are restored afterwards.
+    The model is traced in its current mode and, when the forward of one of its (traced)
+    module classes branches on ``training`` (``if self.training:`` such as GoogLeNet's
+    auxiliary heads, or a conditional expression on it), in the other mode too: the graph is
+    the union, so a pruned model runs in ``train()`` and ``eval()`` alike.  The module flags
+    are restored afterwards.
 
     Parameters
     ----------
@@ -233,8 +261,9 @@ def build_channel_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
     other = "eval" if current == "train" else "train"
     other_trace: tuple[fx.Graph, dict[str, str]] | None = None
     try:
-        _set_modes(flags, not model.training)
-        other_trace = _trace(model)
+        if _branches_on_mode(model):
+            _set_modes(flags, not model.training)
+            other_trace = _trace(model)
     except ValueError as err:
         cause = err.__cause__ or err
         warnings.warn(

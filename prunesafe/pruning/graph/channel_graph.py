@@ -145,6 +145,7 @@ class ChannelGraph:
         self.model = model
         self.slots: list[ChannelSlot] = []
         self._slot_index: dict[tuple[Any, ...], int] = {}
+        self._modules: dict[str, nn.Module] = {}
         self._n = 0
         self._ties_a: list[IntArray] = []
         self._ties_b: list[IntArray] = []
@@ -192,7 +193,9 @@ class ChannelGraph:
         if key in self._slot_index:  # module called more than once: its channels are shared
             self._tie(self.slots[self._slot_index[key]].elements, elements)
             return
-        module = self.model.get_submodule(name)
+        if not self._modules:
+            self._modules = dict(self.model.named_modules(remove_duplicate=False))
+        module = self._modules.get(name) or self.model.get_submodule(name)
         self._slot_index[key] = len(self.slots)
         self.slots.append(
             ChannelSlot(name, module, role, np.asarray(elements, dtype=np.int64), tensors, update, mask)
@@ -358,8 +361,9 @@ class ChannelGraph:
         shadow = meta_shadow(self.model, memo={})
         for m in shadow.modules():  # shapes do not depend on the mode; eval avoids batch-size checks
             m.training = False
+        shadows = dict(shadow.named_modules(remove_duplicate=False))
         for slot, keep in plan:
-            _apply_slot(slot, shadow.get_submodule(slot.module_name), keep)
+            _apply_slot(slot, shadows[slot.module_name], keep)
         problem = ""
         for trace in self._traces:
             try:

@@ -96,6 +96,15 @@ class BuildState:
     #: Elements of each tensor of a tuple output (``chunk``/``split`` over channels).
     pieces: dict[fx.Node, list[IntArray]] = field(default_factory=dict)
     overrides: dict[fx.Node, ArgOverride] = field(default_factory=dict)
+    #: ``name -> module`` of the model (cached lookups).
+    modules: dict[str, nn.Module] = field(default_factory=dict)
+
+    def module(self, name: str) -> nn.Module:
+        """The submodule ``name`` of the model."""
+        if not self.modules:
+            self.modules = dict(self.model.named_modules(remove_duplicate=False))
+        found = self.modules.get(name)
+        return found if found is not None else self.model.get_submodule(name)
 
 
 class RuleContext:
@@ -553,7 +562,7 @@ def _mark_gate(state: BuildState, gate: fx.Node) -> None:
         if len(node.users) != 1:
             return
         if node.op == "call_module":
-            module = state.model.get_submodule(str(node.target))
+            module = state.module(str(node.target))
             if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
                 if seen_activation:
                     state.graph.gate_modules.add(str(node.target))
@@ -945,7 +954,7 @@ def _layer_norm_fn_rule(fn: Any, ctx: RuleContext) -> None:
     ctx.tie(block, ctx.output)
     if owners:
         name = owners[0][0]  # type: ignore[index]
-        module = state.model.get_submodule(name)
+        module = state.module(name)
         tensors = tuple((o[1], 0) for o in owners if o is not None)
         update = _layernorm_update if hasattr(module, "normalized_shape") else None
         ctx._graph._add_slot(name, "passthrough", ctx.output, tensors, update, tag="layer_norm")  # type: ignore[arg-type]

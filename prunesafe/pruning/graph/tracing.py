@@ -188,6 +188,7 @@ def propagate(
     """
     env: dict[fx.Node, Any] = {}
     placeholder_index = 0
+    modules = dict(model.named_modules(remove_duplicate=False))
 
     def load(a: Any) -> Any:
         return fx.node.map_arg(a, lambda n: env[n])
@@ -211,7 +212,7 @@ def propagate(
                     visit(node, env)
                 continue
             try:
-                value = _evaluate(node, model, env, load, opaque, opaque_model, overrides)
+                value = _evaluate(node, model, modules, env, load, opaque, opaque_model, overrides)
             except Exception as err:
                 stack = node.meta.get("nn_module_stack")
                 path = list(stack.values())[-1][0] if stack else ""
@@ -228,6 +229,7 @@ def propagate(
 def _evaluate(
     node: fx.Node,
     model: nn.Module,
+    modules: dict[str, nn.Module],
     env: dict[fx.Node, Any],
     load: Callable[[Any], Any],
     opaque: Mapping[str, str],
@@ -257,21 +259,59 @@ def _evaluate(
     elif op == "call_module":
         target = str(node.target)
         is_opaque = target in opaque
-        module = (opaque_model if is_opaque and opaque_model is not None else model).get_submodule(target)
+        source = opaque_model if is_opaque and opaque_model is not None else model
+        module = modules.get(target) if source is model else None
+        if module is None:
+            module = source.get_submodule(target)
         module_entry = rule_for_module(module)
         args = load(node.args)
-        if (
-            module_entry is not None
-            and module_entry.preserves_shape
-            and args
-            and isinstance(args[0], torch.Tensor)
-        ):
-            value = args[0]
-        else:
+        value = None
+        if module_entry is not None and args and isinstance(args[0], torch.Tensor) and not node.kwargs:
+            if module_entry.preserves_shape:
+                value = args[0]
+            elif len(args) == 1 and not is_opaque:
+                value = _module_fast_shape(module, args[0])
+        if value is None:
             value = call_module_meta(module, args, load(node.kwargs), real=is_opaque)
     else:  # output
         value = load(node.args[0]) if node.args else None
     return value
+
+
+def _module_fast_shape(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The meta output of a conv / Linear / adaptive pool from the formulas (None: run the module)."""
+    shape: list[int] | None = None
+    if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        assert isinstance(module, nn.modules.conv._ConvNd)
+        n = len(module.kernel_size)
+        padding = module.padding
+        if isinstance(padding, str) or x.dim() != n + 2 or x.shape[1] != module.in_channels:
+            return None
+        spatial = []
+        for i in range(n):
+            size = x.shape[2 + i] + 2 * padding[i] - module.dilation[i] * (module.kernel_size[i] - 1) - 1
+            if size < 0:
+                return None
+            spatial.append(size // module.stride[i] + 1)
+        shape = [x.shape[0], module.out_channels, *spatial]
+    elif type(module) is nn.Linear:
+        assert isinstance(module, nn.Linear)
+        if x.dim() < 1 or x.shape[-1] != module.in_features:
+            return None
+        shape = [*x.shape[:-1], module.out_features]
+    elif type(module) in (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d) and x.dim() == 4:
+        if getattr(module, "return_indices", False):
+            return None
+        size = getattr(module, "output_size")  # noqa: B009
+        sizes = (size, size) if isinstance(size, int) else tuple(size)
+        shape = [
+            x.shape[0],
+            x.shape[1],
+            *(x.shape[2 + i] if s is None else int(s) for i, s in enumerate(sizes)),
+        ]
+    if shape is None:
+        return None
+    return torch.empty(shape, dtype=x.dtype, device="meta")
 
 
 def output_shapes(fx_graph: fx.Graph, env: dict[fx.Node, Any]) -> list[tuple[int, ...]]:
