@@ -423,7 +423,7 @@ class _StructuredPruner(Pruner):
                 names = {graph.slots[i].module_name for i in self._unit_slots(group)}
                 if not names <= chosen:
                     for n in names:
-                        reasons[n] = "not selected by layers="
+                        reasons[n] = "not selected by " + ("the ratio mapping" if ratio_map else "layers=")
         pruned = {graph.slots[i].module_name for g in eligible for i in self._unit_slots(g)}
         out: dict[str, str] = {}
         for name, module in model.named_modules():

@@ -335,7 +335,7 @@ def test_explain_follows_a_ratio_mapping() -> None:
         cifar_resnet(20), example_inputs=X
     )
     assert why["layer1.0.conv1"] == why["layer1.1.conv1"] == ""
-    assert why["layer1.2.conv1"] == why["layer2.0.conv1"] == "not selected by layers="
+    assert why["layer1.2.conv1"] == why["layer2.0.conv1"] == "not selected by the ratio mapping"
 
 
 def test_verify_is_skipped_where_removal_legitimately_differs_from_masking() -> None:
