@@ -152,3 +152,22 @@ def test_cli_bad_input_exits_2_with_a_message(tmp_path, clean, capsys):
     missing = ["--images", str(tmp_path / "nope.npy"), "--labels", str(tmp_path / "y.npy"), "--out", "o"]
     assert run(_parse(missing)) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_evaluate_corruptions_accepts_the_on_the_fly_dataset(tmp_path, clean):
+    """Same table from OnTheFlyCIFARC as from the folder write_cifar_c made with the same seed."""
+    from prunesafe.metrics import evaluate_corruptions
+    from prunesafe.models import cifar_resnet
+
+    x, y = clean
+    torch.manual_seed(0)
+    model = cifar_resnet(20).eval()
+    names = ["gaussian_noise", "zoom_blur"]
+    with pytest.warns(UserWarning, match="not written yet"):
+        write_cifar_c(tmp_path, x, y, names, [1, 5], seed=2, progress=False)
+    fly = evaluate_corruptions(model, OnTheFlyCIFARC(x, y, names, [1, 5], seed=2), progress=False)
+    files = evaluate_corruptions(model, CIFAR10C(tmp_path, names, [1, 5]), progress=False)
+    cols = ("corruption", "severity", "n", "accuracy", "nll", "ece")
+    key = [tuple(r[c] for c in cols) for r in fly.records]
+    assert key == [tuple(r[c] for c in cols) for r in files.records]
+    assert [(r[0], r[1]) for r in key] == [(c, s) for c in names for s in (1, 5)]
