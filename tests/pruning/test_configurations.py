@@ -121,6 +121,27 @@ def test_resnet110_pruned_a_first_stage_last_block_skipped() -> None:
     assert report.macs_before - report.macs_after == 17 * stage1_conv
 
 
+def test_resnet56_pruned_b_matches_table_1() -> None:
+    # rethinking-network-pruning cifar/l1-norm-pruning/res56prune.py, --v B: prune_prob [0.6, 0.3, 0.1]
+    # per stage, skip layer ids [16, 18, 20, 34, 38, 54]; ids count convs from 1 (the stem), block b's
+    # conv1 has id 2 + 2b, and their keep count int(n * (1 - p)) is the threshold rule's for these widths
+    skip = [16, 18, 20, 34, 38, 54]
+    mapping: dict[str, float] = {"layer1.*.conv1": 0.6, "layer2.*.conv1": 0.3, "layer3.*.conv1": 0.1}
+    for layer_id in skip:
+        b = (layer_id - 2) // 2
+        mapping[f"layer{b // 9 + 1}.{b % 9}.conv1"] = 0.0
+    model = cifar_resnet(56).eval()
+    pruned = prune_model(model, "filter", mapping, selection="threshold", example_inputs=X)
+    widths = [b.conv1.out_channels for stage in (pruned.layer1, pruned.layer2, pruned.layer3) for b in stage]
+    assert widths == [int(16 * 0.4)] * 7 + [16, 16] + [32] + [int(32 * 0.7)] * 6 + [32, 22] + [64] + [
+        57
+    ] * 7 + [64]
+    report = pruning_report(model, pruned, X)
+    # Li et al. Table 1, ResNet-56-pruned-B: 27.6 % fewer FLOPs, 13.7 % fewer parameters (within 0.5 points)
+    assert abs((1 - report.macs_after / report.macs_before) - 0.276) <= 0.005
+    assert abs((1 - report.params_after / report.params_before) - 0.137) <= 0.005
+
+
 def test_mapping_errors_name_the_problem() -> None:
     model = cifar_resnet(20).eval()
     with pytest.raises(ValueError, match=r"key\(s\) \['layer9\.\*'\] match no prunable layer"):
