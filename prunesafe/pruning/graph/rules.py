@@ -984,8 +984,9 @@ def _owner_path(node: fx.Node) -> str | None:
 def _pad_attributes(model: nn.Module, path: str, node: fx.Node, k: int) -> tuple[str | None, str | None]:
     """Integer attributes of module ``path`` that set the front / back channel padding of ``node``.
 
-    Found by perturbation: each integer attribute is increased by one in a copy of the module,
-    the copy is traced, and the padding of the same ``F.pad`` call is compared.
+    Found by perturbation: each integer attribute equal to one of the two amounts is increased
+    by one in a copy of the module, the copy is traced, and the padding of the same ``F.pad``
+    call is compared.  Results are cached by class, attribute values and call.
     """
     from prunesafe.pruning.graph.tracing import Tracer
 
@@ -995,10 +996,15 @@ def _pad_attributes(model: nn.Module, path: str, node: fx.Node, k: int) -> tuple
         n for n in graph.nodes if n.op == "call_function" and n.target is F.pad and _owner_path(n) == path
     ]
     base = _arg(node, 1, "pad")
+    ints = {a: v for a, v in vars(module).items() if not a.startswith("_") and type(v) is int}
+    key = (type(module), tuple(sorted(ints.items())), calls.index(node), tuple(base), k)
+    cached = _PAD_ATTRIBUTES.get(key)
+    if cached is not None:
+        return cached
     front_attr: str | None = None
     back_attr: str | None = None
-    for attr, value in list(vars(module).items()):
-        if attr.startswith("_") or type(value) is not int:
+    for attr, value in ints.items():
+        if value not in (base[2 * k], base[2 * k + 1]):
             continue
         probe = copy.copy(module)
         setattr(probe, attr, value + 1)
@@ -1021,7 +1027,11 @@ def _pad_attributes(model: nn.Module, path: str, node: fx.Node, k: int) -> tuple
             front_attr = attr if front_attr is None else ""
         elif diff[2 * k + 1] == 1 and all(d == 0 for i, d in enumerate(diff) if i != 2 * k + 1):
             back_attr = attr if back_attr is None else ""
-    return front_attr or None, back_attr or None
+    _PAD_ATTRIBUTES[key] = (front_attr or None, back_attr or None)
+    return _PAD_ATTRIBUTES[key]
+
+
+_PAD_ATTRIBUTES: dict[tuple[Any, ...], tuple[str | None, str | None]] = {}
 
 
 def _pad_rule(fn: Any, ctx: RuleContext) -> None:
