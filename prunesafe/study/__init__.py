@@ -15,6 +15,8 @@ Examples
 
 from prunesafe.study.config import ZOO, MethodSpec, ModelSpec, StudyConfig, build_model, config_diff
 from prunesafe.study.data import CorruptionSource, FileCorruptions, StudyData, load_data
+from prunesafe.study.engine_source import EngineCorruptions
+from prunesafe.study.fetch import MissingDataError, plan_data, prepare_data
 from prunesafe.study.presets import PRESETS, preset
 from prunesafe.study.runner import CONTRACT_COLUMNS, Job, StudyResult, evaluate_model, plan_jobs, run_study
 
@@ -23,9 +25,11 @@ __all__ = [
     "PRESETS",
     "ZOO",
     "CorruptionSource",
+    "EngineCorruptions",
     "FileCorruptions",
     "Job",
     "MethodSpec",
+    "MissingDataError",
     "ModelSpec",
     "StudyConfig",
     "StudyData",
@@ -34,7 +38,9 @@ __all__ = [
     "config_diff",
     "evaluate_model",
     "load_data",
+    "plan_data",
     "plan_jobs",
+    "prepare_data",
     "preset",
     "run_study",
 ]
