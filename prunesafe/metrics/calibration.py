@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,6 +79,8 @@ _FRAC_MASK = 2**FRAC_BITS - 1
 _MAX_ADD = 2**22
 # Rows of logits handled per step of the top-label kernel (keeps the exp buffer in cache).
 _CHUNK_ELEMS = 2**22
+# Scores per block of the classwise kernel (its int64 bin/key temporaries are 8-16 bytes per score).
+_CLASSWISE_ELEMS = 2**20
 # |row max| above which exp(logits) is not used directly (over/underflow); those rows use exp(l - max).
 _SAFE_EXP = {torch.float32: 60.0, torch.float64: 600.0}
 
@@ -280,17 +283,20 @@ def _quantile_bins_of_sorted(sorted_conf: Tensor, n_bins: int) -> Tensor:
 
     Rank ``r`` goes to bin ``floor(r * M / N)``, except that every sample of a group of equal
     confidences goes to the bin of the group's first rank (so a bin may end up empty).  Linear time on
-    the already sorted confidences: the group start of each rank is a running maximum.
+    the already sorted confidences: the bin is computed once per group (from the group's first rank)
+    and spread to the group's members through the running group id, so the temporaries are one bool,
+    one group id and the result per sample.
     """
     n = sorted_conf.shape[0]
-    bins = _quantile_bin_index(n, n_bins, sorted_conf.device)
     if n < 2:
-        return bins
-    ranks = torch.arange(n, device=sorted_conf.device, dtype=torch.int64)
+        return _quantile_bin_index(n, n_bins, sorted_conf.device)
     new_group = torch.ones(n, dtype=torch.bool, device=sorted_conf.device)
     torch.ne(sorted_conf[1:], sorted_conf[:-1], out=new_group[1:])
-    first = torch.where(new_group, ranks, torch.zeros_like(ranks)).cummax(0).values
-    return bins[first]
+    starts = torch.nonzero(new_group).squeeze(1)  # first rank of every group (G values)
+    group_bins = starts.mul_(n_bins).div_(n, rounding_mode="floor")
+    group_id = torch.cumsum(new_group, 0).sub_(1)
+    del new_group
+    return group_bins[group_id]
 
 
 def _top_label_quantile_stats(
@@ -374,7 +380,7 @@ def _probabilities(x: Tensor, inputs: str) -> Tensor:
 def _classwise_stats_add(stats: _BinStats, x: Tensor, y: Tensor, n_bins: int, inputs: str) -> None:
     """Accumulate classwise bins (``num_classes * n_bins`` slots, class-major) for a block of rows."""
     n, c = x.shape
-    step = max(1, _MAX_ADD // c)
+    step = max(1, _CLASSWISE_ELEMS // c)
     cols = torch.arange(c, device=x.device, dtype=torch.int64) * n_bins
     for start in range(0, n, step):
         p = _probabilities(x[start : start + step], inputs)
@@ -385,20 +391,45 @@ def _classwise_stats_add(stats: _BinStats, x: Tensor, y: Tensor, n_bins: int, in
         stats.accumulate_(bins, p.reshape(-1), is_label.reshape(-1))
 
 
-def _brier_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
-    """``sum_j (p_ij - 1[y_i = j])**2`` per row, in float64."""
+# Rows per block of the per-sample Brier / NLL kernels: their float64 temporaries stay a few MiB
+# (O(block * C)), so the extra peak memory of a metric is O(N) float64 values, not O(N * C).
+_PER_SAMPLE_ELEMS = 2**18
+
+
+def _blockwise(x: Tensor, y: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """``fn`` applied to row blocks of ``(x, y)``; the per-row float64 results concatenated, shape (N,)."""
+    n, c = x.shape
+    step = max(1, _PER_SAMPLE_ELEMS // max(1, c))
+    if n <= step:
+        return fn(x, y)
+    out = torch.empty(n, dtype=torch.float64, device=x.device)
+    for start in range(0, n, step):
+        out[start : start + step] = fn(x[start : start + step], y[start : start + step])
+    return out
+
+
+def _brier_block(x: Tensor, y: Tensor, inputs: str) -> Tensor:
     p = _probabilities(x, inputs).to(torch.float64, copy=True)  # never modify the caller's tensor
     p[torch.arange(p.shape[0], device=p.device), y] -= 1.0
     return (p * p).sum(1)
 
 
-def _nll_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
-    """``-log p_{i, y_i}`` per row, in float64 (``inf`` where a declared probability is 0)."""
+def _brier_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
+    """``sum_j (p_ij - 1[y_i = j])**2`` per row, in float64 (blocks of rows: O(N) extra memory)."""
+    return _blockwise(x, y, lambda xb, yb: _brier_block(xb, yb, inputs))
+
+
+def _nll_block(x: Tensor, y: Tensor, inputs: str) -> Tensor:
     xd = x.to(torch.float64)
     picked = xd.gather(1, y.unsqueeze(1)).squeeze(1)
     if inputs == "logits":
         return torch.logsumexp(xd, dim=1) - picked
     return -torch.log(picked)
+
+
+def _nll_per_sample(x: Tensor, y: Tensor, inputs: str) -> Tensor:
+    """``-log p_{i, y_i}`` per row, in float64 (``inf`` where a declared probability is 0); blockwise."""
+    return _blockwise(x, y, lambda xb, yb: _nll_block(xb, yb, inputs))
 
 
 _MAX_FIXED_VALUE = float(2**22)

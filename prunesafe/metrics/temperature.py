@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -29,16 +29,42 @@ __all__ = ["TemperatureScaledModel", "fit_temperature"]
 _LOGPROB_FLOOR = -1e4
 
 
-def _nll_derivatives(z: Tensor, zy: Tensor, beta: float) -> tuple[float, float, float]:
-    a = z * beta
-    lse = torch.logsumexp(a, dim=1)
-    p = torch.exp(a - lse.unsqueeze(1))
-    ez = (p * z).sum(1)
-    ez2 = (p * z * z).sum(1)
-    f = float((lse - beta * zy).mean())
-    g = float((ez - zy).mean())
-    h = float((ez2 - ez * ez).clamp_min(0).mean())
-    return f, g, h
+# Rows per block: the float64 temporaries of one block stay a few MiB, so fitting adds O(N) memory
+# (the per-row logit of the label), not several float64 copies of the (N, C) logits.
+_BLOCK_ELEMS = 2**18
+
+
+class _Blocks:
+    """The validated scores cut into row blocks, each turned into float64 logits when used (private)."""
+
+    def __init__(self, scores: Tensor, labels: Tensor, inputs: str, dtype: torch.dtype) -> None:
+        self.scores, self.labels, self.inputs, self.dtype = scores, labels, inputs, dtype
+        self.n = scores.shape[0]
+        self.step = max(1, _BLOCK_ELEMS // max(1, scores.shape[1]))
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, self.n, self.step):
+            z = self.scores[start : start + self.step].to(self.dtype)
+            if self.inputs == "probs":
+                z = torch.log(z).clamp_min_(_LOGPROB_FLOOR)
+            y = self.labels[start : start + self.step]
+            yield z, z.gather(1, y.unsqueeze(1)).squeeze(1)
+
+
+def _nll_derivatives(blocks: _Blocks, beta: float) -> tuple[float, float, float]:
+    """Mean NLL of ``softmax(beta z)`` and its first two derivatives in ``beta``, summed block by block."""
+    f = g = h = 0.0
+    for z, zy in blocks:
+        a = z * beta
+        lse = torch.logsumexp(a, dim=1)
+        p = torch.exp(a.sub_(lse.unsqueeze(1)))
+        pz = p.mul_(z)
+        ez = pz.sum(1)
+        ez2 = pz.mul_(z).sum(1)
+        f += float((lse - beta * zy).sum())
+        g += float((ez - zy).sum())
+        h += float((ez2 - ez * ez).clamp_min(0).sum())
+    return f / blocks.n, g / blocks.n, h / blocks.n
 
 
 def fit_temperature(
@@ -89,23 +115,20 @@ def fit_temperature(
         raise ValueError(f"`tol` must be > 0, got {tol!r}.")
     scores, y = _prepare(logits, labels, inputs)
     dtype = torch.float32 if scores.device.type == "mps" else torch.float64
-    z = scores.to(dtype)
-    if inputs == "probs":
-        z = torch.log(z).clamp_min_(_LOGPROB_FLOOR)
-    zy = z.gather(1, y.unsqueeze(1)).squeeze(1)
+    z = _Blocks(scores, y, inputs, dtype)
 
     lo, hi = 1.0 / t_max, 1.0 / t_min  # bracket on beta = 1/T
-    _, g_lo, _ = _nll_derivatives(z, zy, lo)
+    _, g_lo, _ = _nll_derivatives(z, lo)
     if g_lo >= 0:
         warnings.warn(f"NLL is minimised at T >= T_max = {t_max}; returning T_max.", stacklevel=2)
         return t_max
-    _, g_hi, _ = _nll_derivatives(z, zy, hi)
+    _, g_hi, _ = _nll_derivatives(z, hi)
     if g_hi <= 0:
         warnings.warn(f"NLL is minimised at T <= T_min = {t_min}; returning T_min.", stacklevel=2)
         return t_min
     beta = min(max(1.0, lo), hi)
     for _ in range(max_iter):
-        _, g, h = _nll_derivatives(z, zy, beta)
+        _, g, h = _nll_derivatives(z, beta)
         if g == 0.0:
             break
         if g > 0:
