@@ -244,10 +244,10 @@ def _poisson_lookup(rates: tuple[float, ...], device: str) -> tuple[Tensor, Tens
     cdf = pmf.cumsum(1)
     cdf[:, -1] = 2.0  # every u < 1 stops at the last entry at the latest (tail mass < 1e-20 is cut)
     # guide: for each of n_bins equal bins of u, the smallest k whose CDF reaches the bin's lower edge
-    n_bins = 4 * (kmax + 1)
+    n_bins = kmax + 1  # small tables stay in cache; the walk below is at most a step or two
     edges = torch.arange(n_bins, dtype=torch.float64) / n_bins
     guide = torch.searchsorted(cdf, edges.expand(len(rates), n_bins).contiguous(), right=False)
-    guide = (guide + torch.arange(len(rates))[:, None] * (kmax + 1)).to(torch.int64)
+    guide = (guide + torch.arange(len(rates))[:, None] * (kmax + 1)).to(torch.int32)
     flat_cdf = cdf.reshape(-1).to(device=device, dtype=torch.float32)
     return flat_cdf, guide.reshape(-1).to(device), kmax, n_bins
 
@@ -257,7 +257,7 @@ def _poisson_table(levels: Tensor, rates: Tensor, u: Tensor) -> Tensor:
     flat_cdf, guide, kmax, n_bins = _poisson_lookup(tuple(rates.tolist()), str(levels.device))
     row = levels.reshape(-1)
     uu = u.reshape(-1)
-    pos = guide.take(row * n_bins + (uu * n_bins).to(torch.int64).clamp_(max=n_bins - 1))
+    pos = guide.take(row * n_bins + (uu * n_bins).to(torch.int64).clamp_(max=n_bins - 1)).to(torch.int64)
     active = (uu > flat_cdf.take(pos)).nonzero().squeeze(1)
     for _ in range(3):  # almost every draw is settled within a step or two of its guide entry
         if not active.numel():

@@ -72,10 +72,10 @@ def impulse_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     1 (salt) or 0 (pepper) with probability 1/2 each.
     """
     c = IMPULSE_NOISE[severity - 1]
-    u = rng.rand((2, *x.shape[1:]))
-    flipped = u[:, 0] <= c
-    salted = u[:, 1] <= 0.5
-    out = torch.where(flipped, salted.to(x.dtype), x)
+    # one uniform per value: u < c flips it (probability c); given a flip, u < c / 2 (salt) has probability
+    # 1/2, independent of everything else -- the same joint law as skimage's two Bernoulli draws
+    u = rng.rand(tuple(x.shape[1:]))
+    out = torch.where(u < c, (u < 0.5 * c).to(x.dtype), x)
     return out.mul_(255.0)
 
 
