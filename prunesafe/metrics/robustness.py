@@ -1287,13 +1287,14 @@ def mean_ece_by_severity(
 
 
 def pooled_ece_by_severity(
-    result: RobustnessResult,
+    table: RobustnessResult | None = None,
     *,
     n_bins: int | None = None,
     binning: Binning = "uniform",
     norm: Norm = "l1",
     model: str | None = None,
     corruptions: str | Sequence[str] | None = None,
+    result: RobustnessResult | None = None,
 ) -> dict[int, float]:
     r"""Per severity, the ECE of all corruptions' predictions pooled together ("pooled" ECE).
 
@@ -1305,8 +1306,9 @@ def pooled_ece_by_severity(
 
     Parameters
     ----------
-    result : RobustnessResult
-        With logits (one model's evaluation).
+    table : RobustnessResult
+        With logits (one model's evaluation).  Named ``table`` like the argument of every other summary;
+        the old keyword ``result=`` still works but raises a DeprecationWarning.
     n_bins : int, optional
         Bins of the pooled ECE (default: ``result.n_bins``).
     binning, norm
@@ -1331,6 +1333,16 @@ def pooled_ece_by_severity(
     >>> {s: round(v, 4) for s, v in pooled_ece_by_severity(res, n_bins=10).items()}
     {1: 0.3808}
     """
+    if result is not None:
+        if table is not None:
+            raise TypeError("pass the evaluation once: `table` (the old name `result=` is deprecated)")
+        warnings.warn(
+            "pooled_ece_by_severity(result=...) is deprecated; pass it as `table` (as for every summary)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        table = result
+    result = table
     if not isinstance(result, RobustnessResult):
         raise TypeError(
             "pooled_ece_by_severity needs a RobustnessResult with logits (evaluate_corruptions(..., "

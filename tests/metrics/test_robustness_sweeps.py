@@ -311,3 +311,15 @@ def test_calibration_accumulator_misuse_raises() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert CalibrationAccumulator(15, None, inputs="probs").inputs == "probs"
+
+
+def test_pooled_ece_takes_table_like_every_summary_and_keeps_result_as_deprecated_alias() -> None:
+    from prunesafe.metrics.robustness import pooled_ece_by_severity
+
+    res = evaluate_corruptions(MeanModel(), Cells({("fog", 1): 10, ("snow", 1): 90}), progress=False)
+    expected = pooled_ece_by_severity(res)
+    assert pooled_ece_by_severity(table=res) == expected
+    with pytest.warns(DeprecationWarning, match="result="):
+        assert pooled_ece_by_severity(result=res) == expected
+    with pytest.raises(TypeError, match="once"):
+        pooled_ece_by_severity(res, result=res)
