@@ -97,16 +97,14 @@ def _filter_matrix(taps: np.ndarray, n: int, mode: str) -> np.ndarray:
 
 
 def _apply_separable_sum(x: Tensor, lefts: Tensor, rights: Tensor) -> Tensor:
-    """``sum_r lefts[r] @ x @ rights[r].T`` for (N, C, H, W) ``x`` (batched GEMMs, one per term and side)."""
+    """``sum_r lefts[r] @ x @ rights[r].T`` for (N, C, H, W) ``x``: two small GEMMs per term."""
     n, c, h, w = x.shape
-    flat = x.reshape(n * c * h, w)
-    terms = lefts.shape[0]
-    # right side for every term at once: (N*C*H, W) @ (W, R*W)
-    right_all = rights.to(x.dtype).permute(2, 0, 1).reshape(w, terms * w)
-    y = (flat @ right_all).reshape(n * c, h, terms, w)
-    out = torch.zeros(n * c, h, w, dtype=x.dtype, device=x.device)
-    for r in range(terms):
-        out += lefts[r].to(x.dtype) @ y[:, :, r, :]
+    flat = x.reshape(n * c, h, w)
+    out = torch.zeros_like(flat)
+    for r in range(lefts.shape[0]):
+        left = lefts[r].to(device=x.device, dtype=x.dtype)
+        right_t = rights[r].to(device=x.device, dtype=x.dtype).T
+        out += left @ (flat @ right_t)
     return out.reshape(n, c, h, w)
 
 
@@ -127,7 +125,7 @@ def defocus_blur(x: Tensor, severity: int, rng: Any) -> Tensor:
     boundary-aware matrices; exact up to float32 rounding.
     """
     lefts, rights = _defocus_operators(severity, x.shape[-1])
-    out = _apply_separable_sum(x, lefts.to(x.device), rights.to(x.device))
+    out = _apply_separable_sum(x, lefts, rights)
     return out.clamp_(0.0, 1.0).mul_(255.0)
 
 
@@ -138,7 +136,7 @@ def _gaussian_operator(severity: int, size: int) -> Tensor:
 
 def gaussian_blur(x: Tensor, severity: int, rng: Any) -> Tensor:
     """``skimage.filters.gaussian`` with ``sigma = c`` on both spatial axes, edge-replicating boundary."""
-    m = _gaussian_operator(severity, x.shape[-1]).to(x.device)[None]
+    m = _gaussian_operator(severity, x.shape[-1])[None]
     return _apply_separable_sum(x, m, m).clamp_(0.0, 1.0).mul_(255.0)
 
 
@@ -188,10 +186,31 @@ def _zoom_operators(severity: int, size: int) -> Tensor:
 def zoom_blur(x: Tensor, severity: int, rng: Any) -> Tensor:
     """Average of ``x`` and its centre zooms: ``(x + sum_z zoom_z(x)) / (len(c) + 1)``.
 
-    Computed as the equal operator ``sum_r W_r x W_r^T`` of :func:`_zoom_operators` (about half the GEMMs).
+    Computed as the equal operator ``sum_r W_r x W_r^T`` of :func:`_zoom_operators` (about half the GEMMs
+    of one per zoom factor), or, beyond 6 terms, as one product with its dense ``1024 x 1024`` form.
     """
-    w = _zoom_operators(severity, x.shape[-1]).to(x.device)
-    return _apply_separable_sum(x, w, w).clamp_(0.0, 1.0).mul_(255.0)
+    w = _zoom_operators(severity, x.shape[-1])
+    if w.shape[0] <= _KRON_MAX_TERMS:
+        out = _apply_separable_sum(x, w, w)
+    else:  # one (HW x HW) GEMM is cheaper than 2 small GEMMs for each of the many terms
+        n, c, h, ww = x.shape
+        op = _zoom_kron(severity, h, x.dtype, str(x.device))
+        out = (x.reshape(n * c, h * ww) @ op.T).reshape(n, c, h, ww)
+    return out.clamp_(0.0, 1.0).mul_(255.0)
+
+
+#: Up to this many separable terms, per-term GEMMs beat the dense (H*W x H*W) operator (measured on CPU).
+_KRON_MAX_TERMS = 6
+
+
+@functools.lru_cache(maxsize=16)
+def _zoom_kron(severity: int, size: int, dtype: torch.dtype, device: str) -> Tensor:
+    """The dense zoom-blur operator ``sum_r W_r (x) W_r`` (``size**2`` square) on ``device``."""
+    w = _zoom_operators(severity, size)
+    op = torch.zeros(size * size, size * size, dtype=torch.float64)
+    for r in range(w.shape[0]):
+        op += torch.kron(w[r], w[r])
+    return op.to(device=device, dtype=dtype)
 
 
 register_corruption("defocus_blur", defocus_blur, deterministic=True)
