@@ -63,7 +63,6 @@ _NORMS = ("l1", "l2", "max")
 _BINNINGS = ("uniform", "quantile")
 
 
-
 class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for the given samples and NaN is returned (e.g. debiased L2 with no bin >= 2)."""
 
@@ -273,8 +272,10 @@ def _sort_by_confidence(conf: Tensor, correct: Tensor) -> tuple[Tensor, Tensor]:
 
 def _quantile_bin_index(n_samples: int, n_bins: int, device: torch.device) -> Tensor:
     """Equal-mass bin of each rank ``r`` of ``n_samples`` sorted samples: ``floor(r * M / N)``."""
-    return torch.arange(n_samples, device=device, dtype=torch.int64).mul_(n_bins).div_(
-        n_samples, rounding_mode="floor"
+    return (
+        torch.arange(n_samples, device=device, dtype=torch.int64)
+        .mul_(n_bins)
+        .div_(n_samples, rounding_mode="floor")
     )
 
 

@@ -120,8 +120,12 @@ def test_table_structure_and_io(tmp_path: Path) -> None:
     model = tiny_model()
     clean = (np.random.default_rng(1).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8), np.arange(9) % 10)
     res = evaluate_corruptions(
-        model, CIFAR10C(d, ["fog", "snow", "frost"], [2, 4]), clean=clean,
-        batch_size=4, progress=False, model_name="tiny",
+        model,
+        CIFAR10C(d, ["fog", "snow", "frost"], [2, 4]),
+        clean=clean,
+        batch_size=4,
+        progress=False,
+        model_name="tiny",
     )
     keys = [(r["corruption"], r["severity"]) for r in res.records]
     cells = [(c, s) for c in ("fog", "snow", "frost") for s in (2, 4)]
@@ -421,9 +425,15 @@ def test_pooled_vs_mean_ece() -> None:
     }
     labels = {k: torch.randint(0, 10, (v.shape[0],), generator=g) for k, v in logits.items()}
     records = [
-        {"model": "m", "corruption": c, "severity": s, "n": v.shape[0],
-         "accuracy": float((v.argmax(1) == labels[(c, s)]).double().mean()),
-         "ece": expected_calibration_error(v, labels[(c, s)], n_bins=10), "nll": 0.0}
+        {
+            "model": "m",
+            "corruption": c,
+            "severity": s,
+            "n": v.shape[0],
+            "accuracy": float((v.argmax(1) == labels[(c, s)]).double().mean()),
+            "ece": expected_calibration_error(v, labels[(c, s)], n_bins=10),
+            "nll": 0.0,
+        }
         for (c, s), v in logits.items()
     ]
     res = RobustnessResult(records, logits, labels, n_bins=10)  # type: ignore[arg-type]
@@ -435,8 +445,11 @@ def test_pooled_vs_mean_ece() -> None:
     mean = mean_ece_by_severity(res)
     for s in (1, 2):
         assert mean[s] == pytest.approx(
-            (expected_calibration_error(logits[("fog", s)], labels[("fog", s)], n_bins=10)
-             + expected_calibration_error(logits[("snow", s)], labels[("snow", s)], n_bins=10)) / 2
+            (
+                expected_calibration_error(logits[("fog", s)], labels[("fog", s)], n_bins=10)
+                + expected_calibration_error(logits[("snow", s)], labels[("snow", s)], n_bins=10)
+            )
+            / 2
         )
     assert not math.isclose(pooled[1], mean[1], rel_tol=1e-3)  # the two definitions differ
     # pooled MCE against an independent float64 oracle of the concatenated severity-1 cells
