@@ -2,9 +2,9 @@
 
 Target (issue 7): extra peak memory <= 1x the input size for every metric, with speed no worse than before.
 
-Each measurement runs in a fresh child process that builds ``N x C`` float32 logits and int64 labels (with no
-temporaries, so the process's peak RSS after building them equals its RSS), runs the metric once, and reports
-``ru_maxrss`` after minus before: the metric's extra peak resident memory.  The same child code runs against the
+Each measurement runs in a fresh child process that builds ``N x C`` float32 logits and int64 labels, resets the
+kernel's peak-RSS counter (``/proc/self/clear_refs``, Linux), runs the metric once, and reports the peak RSS
+(``VmHWM``) minus the RSS before the call: the metric's extra peak resident memory.  The same child code runs against the
 working tree and against ``--reference-rev`` (default: the revision before the blockwise kernels), exported with
 ``git archive`` into a temporary folder, so both sides are measured in the same run on the same machine.
 
@@ -33,8 +33,18 @@ torch.set_num_threads(1)
 n, c, name = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 import prunesafe.metrics as M
 g = torch.Generator().manual_seed(0)
-logits = torch.randn(n, c, generator=g) * 3          # filled in place: no temporary
+logits = torch.randn(n, c, generator=g).mul_(3)      # filled and scaled in place: no temporary
 labels = torch.randint(0, c, (n,), generator=g)
+
+
+def status(key):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])  # KiB
+    raise KeyError(key)
+
+
 calls = {
     "expected_calibration_error": lambda: M.expected_calibration_error(logits, labels),
     "expected_calibration_error (quantile)": lambda: M.expected_calibration_error(logits, labels, binning="quantile"),
@@ -47,13 +57,15 @@ calls = {
     "reliability_diagram": lambda: M.reliability_diagram(logits, labels),
 }
 fn = calls[name]
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current RSS
+    fh.write("5")
+before = status("VmRSS")
 t0 = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     value = fn()
 seconds = time.perf_counter() - t0
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = status("VmHWM")
 input_bytes = logits.numel() * logits.element_size() + labels.numel() * labels.element_size()
 print(json.dumps({"extra_mib": (after - before) / 1024, "input_mib": input_bytes / 2**20, "seconds": seconds}))
 """
