@@ -78,7 +78,7 @@ def write_figures(
         methods = [m.label for m in config.methods_of(spec)]
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         # Figure 1: ECE and accuracy vs ratio, two y axes
-        fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+        fig, ax = plt.subplots(figsize=(7.5, 5.5), layout="constrained")
         ax2 = ax.twinx()
         for i, method in enumerate(methods):
             c = colours[i % len(colours)]
@@ -104,7 +104,7 @@ def write_figures(
         ax.set_title(f"{model}: clean ECE (solid) and accuracy (dashed) vs pruning ratio")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="best")
+        fig.legend(h1 + h2, l1 + l2, fontsize=7, loc="outside lower center", ncol=4)
         files[f"fig1_{model}"] = _save(fig, folder / f"fig1_ece_accuracy_{model}.png", plt)
         if has_c:
             for tag, key, ylabel in (
