@@ -181,8 +181,6 @@ def _needs_train(config: StudyConfig) -> bool:
 
 
 def _clean_item(config: StudyConfig, mirrors: Mapping[str, str]) -> DataItem:
-    import torchvision
-
     cifar100 = config.dataset == "cifar100"
     kind = "CIFAR100" if cifar100 else "CIFAR10"
     tv_folder = "cifar-100-python" if cifar100 else "cifar-10-batches-py"
@@ -226,6 +224,8 @@ def _clean_item(config: StudyConfig, mirrors: Mapping[str, str]) -> DataItem:
                 "",
                 "",
             )
+    import torchvision
+
     root = folders[0]
     cls = getattr(torchvision.datasets, kind)
     url = _mirror(mirrors, config.dataset) or str(cls.url)
