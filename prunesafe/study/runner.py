@@ -570,6 +570,7 @@ def _run_job(
     data: StudyData,
     device: torch.device,
     version: str,
+    controls: Mapping[tuple[str, int], Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     from prunesafe.pruning import get_record, prune_model, pruning_report, save_pruned
 
@@ -586,6 +587,10 @@ def _run_job(
             method = next(m for m in config.methods_of(spec) if m.label == job.method)
             torch.manual_seed(job.seed)  # random pruners draw from the global generator
             model = prune_model(base, method.name, job.ratio, example_inputs=example, **dict(method.options))
+            control = (controls or {}).get((job.model, job.seed))
+            if control is not None and _unchanged(base, model):
+                # nothing was pruned: fine-tuning it is fine-tuning the control, bit for bit
+                return _as_control(control, job, get_record(model), time.perf_counter() - start)
         finetune_epochs = config.finetune_epochs
         try:
             _finetune(model, config, data, job.seed, device)
@@ -662,6 +667,49 @@ def _log_job(job: Job, payload: Mapping[str, Any], progress: bool) -> None:
         from tqdm.auto import tqdm
 
         tqdm.write(line, file=sys.stderr)
+
+
+def _unchanged(base: nn.Module, model: nn.Module) -> bool:
+    """True when ``model`` computes what ``base`` does: same modules, same effective tensors, no new hooks.
+
+    A weight under an all-ones ``torch.nn.utils.prune`` mask counts as unchanged (its ``weight`` attribute is
+    ``weight_orig * 1``), and so do the mask's forward pre-hooks; any other hook makes it "changed".
+    """
+    from torch.nn.utils import prune
+
+    mods_b, mods_m = dict(base.named_modules()), dict(model.named_modules())
+    if mods_b.keys() != mods_m.keys():
+        return False
+    for name, mb in mods_b.items():
+        mm = mods_m[name]
+        if type(mb) is not type(mm) or len(mm._forward_hooks) != len(mb._forward_hooks):
+            return False
+        extra = [h for h in mm._forward_pre_hooks.values() if not isinstance(h, prune.BasePruningMethod)]
+        if len(extra) != len(mb._forward_pre_hooks):
+            return False
+        for key, tb in [*mb.named_parameters(recurse=False), *mb.named_buffers(recurse=False)]:
+            tm = getattr(mm, key, None)
+            if not isinstance(tm, torch.Tensor) or tm.shape != tb.shape or not torch.equal(tm, tb):
+                return False
+    return True
+
+
+def _as_control(control: Mapping[str, Any], job: Job, record: Any, seconds: float) -> dict[str, Any]:
+    """A ratio that pruned nothing: the control's fine-tuned model and numbers, under this job's name."""
+    achieved = 0.0 if record is None else float(record.achieved_ratio)
+    unit = None if record is None else record.unit
+    rows = [
+        {
+            **r,
+            "method": job.method,
+            "ratio": job.ratio,
+            "job": job.index,
+            "achieved_ratio": achieved,
+            "unit": unit,
+        }
+        for r in control["rows"]
+    ]
+    return {**control, "job": job.index, "rows": rows, "seconds": seconds}
 
 
 def _reuse(payload: Mapping[str, Any], job: Job) -> dict[str, Any]:
@@ -848,6 +896,7 @@ def _run_pending(
 
     bar = tqdm(total=len(pending), desc="study", unit="job", disable=not cfg.progress or d.rank != 0)
     unpruned: dict[str, dict[str, Any]] = {}  # a checkpoint's unpruned model is the same for every seed
+    controls: dict[tuple[str, int], dict[str, Any]] = {}  # reused by ratios that prune nothing
     try:
         for start in range(0, len(pending), d.world):
             mine = pending[start + d.rank] if start + d.rank < len(pending) else None
@@ -858,11 +907,12 @@ def _run_pending(
                     if mine.method == "none" and spec.checkpoint is not None and mine.model in unpruned:
                         payload = _reuse(unpruned[mine.model], mine)
                     else:
-                        payload = _run_job(
-                            mine, spec, bases[(mine.model, mine.seed)], cfg, data, device, version
-                        )
+                        base = bases[(mine.model, mine.seed)]
+                        payload = _run_job(mine, spec, base, cfg, data, device, version, controls)
                     if mine.method == "none" and spec.checkpoint is not None:
                         unpruned[mine.model] = payload
+                    if mine.method == "control":
+                        controls[(mine.model, mine.seed)] = payload
                 except Exception as exc:  # reported on rank 0 so no rank waits forever
                     if not d.active:
                         raise

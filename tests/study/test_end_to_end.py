@@ -171,3 +171,27 @@ def test_nan_model_gives_nan_cells_with_a_warning_and_the_run_goes_on(
     verdict = pd.DataFrame(result.verdict)
     assert verdict[verdict.method == nan_pruner]["estimate"].isna().all()
     assert verdict[verdict.method == "unstructured"]["estimate"].notna().all()
+
+
+@pytest.mark.slow
+def test_a_ratio_that_prunes_nothing_reuses_the_control_bit_for_bit(base_config: dict[str, Any]) -> None:
+    cfg = {
+        **base_config,
+        "ratios": [0.0],
+        "finetune_epochs": 1,
+        "figures": False,
+        "temperature_scaling": False,
+    }
+    with_control = pd.DataFrame(run_study(cfg).records)
+    alone = pd.DataFrame(run_study({**cfg, "control": False, "out": cfg["out"] + "-alone"}).records)
+    reused = with_control[with_control.method == "unstructured"].reset_index(drop=True)
+    computed = alone[alone.method == "unstructured"].reset_index(drop=True)  # fine-tuned itself, no control
+    cols = ["corruption", "severity", "accuracy", "ece", "ece_equal_mass", "nll", "brier", "achieved_ratio"]
+    pd.testing.assert_frame_equal(reused[cols], computed[cols])
+    control = with_control[with_control.method == "control"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(reused[cols[:-1]], control[cols[:-1]])
+    ckpt = Path(cfg["out"]) / "checkpoints"
+    reused_file = (ckpt / "resnet20__unstructured__r0.000__s0.pt").read_bytes()
+    assert reused_file == (ckpt / "resnet20__control__r0.000__s0.pt").read_bytes()  # it was reused
+    alone_file = Path(cfg["out"] + "-alone") / "checkpoints" / "resnet20__unstructured__r0.000__s0.pt"
+    assert alone_file.read_bytes() != reused_file  # there it was fine-tuned itself (masked model)
