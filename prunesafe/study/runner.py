@@ -419,21 +419,17 @@ def evaluate_model(
 
     cells = _cell_list(data)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = evaluate_corruptions(
-                model,
-                data.corrupted,
-                clean=data.clean,
-                n_bins=config.n_bins,
-                batch_size=config.batch_size,
-                device=device,
-                progress=config.progress,
-                model_name=name,
-                keep_logits=True,
-            )
-        for w in caught:  # re-emit (our caller's filters apply)
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        result = evaluate_corruptions(
+            model,
+            data.corrupted,
+            clean=data.clean,
+            n_bins=config.n_bins,
+            batch_size=config.batch_size,
+            device=device,
+            progress=config.progress,
+            model_name=name,
+            keep_logits=True,
+        )
     except ValueError as exc:
         if not _nan_logits_error(exc):
             raise
