@@ -9,7 +9,7 @@ working tree and against ``--reference-rev`` (default: the revision before the b
 ``git archive`` into a temporary folder, so both sides are measured in the same run on the same machine.
 
 Usage: ``python benchmarks/bench_metrics_memory.py [--n 10000000] [--classes 10] [--reference-rev REV]
-[--quick] [--only NAME ...]``.  Prints one line per metric and a markdown table.
+[--quick] [--only NAME ...] [--repeats K]``.  Time is the median of ``K`` calls in the child (default 1).  Prints one line per metric and a markdown table.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ CHILD = r"""
 import json, resource, sys, time, warnings
 import torch
 torch.set_num_threads(1)
-n, c, name = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n, c, name, repeats = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 import prunesafe.metrics as M
 g = torch.Generator().manual_seed(0)
 logits = torch.randn(n, c, generator=g).mul_(3)      # filled and scaled in place: no temporary
@@ -66,6 +66,14 @@ with warnings.catch_warnings():
     value = fn()
 seconds = time.perf_counter() - t0
 after = status("VmHWM")
+times = [seconds]
+for _ in range(repeats - 1):  # more calls for a steadier time (the memory figure is from the first)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fn()
+    times.append(time.perf_counter() - t0)
+seconds = sorted(times)[len(times) // 2]
 input_bytes = logits.numel() * logits.element_size() + labels.numel() * labels.element_size()
 print(json.dumps({"extra_mib": (after - before) / 1024, "input_mib": input_bytes / 2**20, "seconds": seconds}))
 """
@@ -93,10 +101,10 @@ def export_revision(rev: str, into: Path) -> Path:
     return into
 
 
-def measure(tree: Path, n: int, c: int, name: str) -> dict[str, float]:
+def measure(tree: Path, n: int, c: int, name: str, repeats: int = 1) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(n), str(c), name],
+        [sys.executable, "-c", CHILD, str(n), str(c), name, str(repeats)],
         env=env,
         cwd=tempfile.gettempdir(),  # never import the working tree by accident
         capture_output=True,
@@ -116,6 +124,7 @@ def main() -> None:
     parser.add_argument("--reference-rev", default=DEFAULT_REFERENCE)
     parser.add_argument("--quick", action="store_true", help="n = 1,000,000 (smoke test)")
     parser.add_argument("--only", nargs="*", default=None, help="metric names (default: all)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per child (median reported)")
     args = parser.parse_args()
     n = 1_000_000 if args.quick else args.n
     names = args.only or METRICS
@@ -124,8 +133,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ref_tree = export_revision(args.reference_rev, Path(tmp))
         for name in names:
-            ours = measure(REPO, n, args.classes, name)
-            ref = measure(ref_tree, n, args.classes, name)
+            ours = measure(REPO, n, args.classes, name, args.repeats)
+            ref = measure(ref_tree, n, args.classes, name, args.repeats)
             ratio = ours["extra_mib"] / ours["input_mib"]
             speed = ours["seconds"] / ref["seconds"]
             rows.append((name, ours, ref, ratio, speed))

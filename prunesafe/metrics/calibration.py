@@ -101,11 +101,13 @@ def _fixed_add(
     """
     if values.numel() == 0:
         return
-    if index is None:
-        index = torch.zeros(values.shape[0], dtype=torch.int64, device=values.device)
     for start in range(0, values.shape[0], _MAX_ADD):
         v = values[start : start + _MAX_ADD]
-        idx = index[start : start + _MAX_ADD]
+        idx = (
+            torch.zeros(v.shape[0], dtype=torch.int64, device=v.device)  # one slot: O(block), not O(N)
+            if index is None
+            else index[start : start + _MAX_ADD]
+        )
         q = torch.round(v * _SCALE).to(torch.int64)
         if at_most_one:  # q <= 2**40, at most 2**22 of them: the partial sum stays below 2**63 - 2**40
             frac.index_add_(0, idx, q)
