@@ -72,8 +72,8 @@ def canny(img: Tensor, low: float, high: float) -> Tensor:
     def nb(di: int, dj: int) -> Tensor:
         return mp[:, 1 + di : h + 1 + di, 1 + dj : w + 1 + dj]
 
-    ax = dx.abs().to(torch.int64)
-    ay = dy.abs().to(torch.int64) << 15
+    ax = dx.abs()
+    ay = dy.abs() << 15
     tg22x = ax * _TG22
     tg67x = tg22x + (ax << 16)
     horizontal = ay < tg22x
@@ -90,9 +90,8 @@ def canny(img: Tensor, low: float, high: float) -> Tensor:
     # hysteresis: grow the strong edges through 8-connected candidates until nothing changes
     cand_f = candidate.to(torch.float32).unsqueeze(1)
     cur = edge.to(torch.float32).unsqueeze(1)
-    ones = torch.ones((1, 1, 3, 3), dtype=torch.float32, device=img.device)
     while True:
-        grown = (torch.nn.functional.conv2d(cur, ones, padding=1) > 0).to(torch.float32) * cand_f
+        grown = torch.nn.functional.max_pool2d(cur, 3, stride=1, padding=1) * cand_f
         grown = torch.maximum(grown, cur)
         if torch.equal(grown, cur):
             break

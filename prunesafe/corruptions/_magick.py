@@ -126,14 +126,18 @@ def motion_blur(x: Tensor, radius: float, sigma: float, angle: Tensor) -> Tensor
     kernel = motion_kernel(radius, sigma)
     width = len(kernel)
     dx, dy = motion_offsets(width, angle.to(x.device))
-    q = x.to(torch.float32).reshape(n, c, h * w)
-    rows = torch.arange(h, device=x.device).reshape(1, h, 1)
-    cols = torch.arange(w, device=x.device).reshape(1, 1, w)
+    # replicate the edge by the largest offset once; then every tap is one per-image shift of a fixed map
+    p = int(max(dx.abs().max(), dy.abs().max())) if width > 1 else 0
+    padded = torch.nn.functional.pad(x.to(torch.float32), (p, p, p, p), mode="replicate") if p else x.float()
+    hp, wp = h + 2 * p, w + 2 * p
+    q = padded.reshape(n, c, hp * wp)
+    base = (
+        (torch.arange(h, device=x.device) + p).reshape(h, 1) * wp + torch.arange(w, device=x.device) + p
+    ).reshape(1, h * w)
+    shifts = dy * wp + dx  # (N, width)
     acc = torch.zeros((n, c, h * w), dtype=torch.float32, device=x.device)
     for i in range(width):
-        r = (rows + dy[:, i].reshape(n, 1, 1)).clamp(0, h - 1)
-        cc = (cols + dx[:, i].reshape(n, 1, 1)).clamp(0, w - 1)
-        idx = (r * w + cc).reshape(n, 1, h * w).expand(n, c, h * w)
+        idx = (base + shifts[:, i : i + 1]).reshape(n, 1, h * w).expand(n, c, h * w)
         acc.add_(torch.gather(q, 2, idx), alpha=float(kernel[i]))
     quantum = torch.floor(acc * 257.0 + 0.5).clamp(0, 65535)
     eight = torch.floor(quantum * (1.0 / 257.0) + 1e-4)  # quantum // 257 (exact for integer quanta)

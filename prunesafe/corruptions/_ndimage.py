@@ -197,10 +197,14 @@ def map_coordinates_linear(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     n, ch, h, w = image.shape
 
     def reflect(coord: Tensor, size: int) -> Tensor:
-        period = 2.0 * size
-        c = torch.remainder(coord + 0.5, period)
-        c = torch.where(c >= size, period - c, c)
-        return c - 0.5
+        # half-sample symmetric about -0.5 and size - 0.5; one reflection per side suffices for |shift| < size
+        c = (coord + 0.5).abs() - 0.5
+        c = (size - 0.5) - ((size - 0.5) - c).abs()
+        if bool((c < -0.5).any()):  # larger displacements: the general periodic form
+            period = 2.0 * size
+            c = torch.remainder(coord + 0.5, period)
+            c = torch.where(c >= size, period - c, c) - 0.5
+        return c
 
     r = reflect(rows.to(image.dtype), h)
     c = reflect(cols.to(image.dtype), w)

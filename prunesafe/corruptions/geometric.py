@@ -46,7 +46,6 @@ from prunesafe.corruptions._ndimage import (
     boundary_index,
     gaussian_filter,
     map_coordinates_linear,
-    to_reference_f64,
 )
 from prunesafe.corruptions._random import ImageRNG
 from prunesafe.corruptions._registry import register_corruption
@@ -111,7 +110,7 @@ def glass_blur_given(x: Tensor, severity: int, moves: Tensor) -> Tensor:
         raise ValueError(
             f"moves must have shape {(n, iterations, 2, h - 2, w - 2)}, got {tuple(moves.shape)}"
         )
-    blurred = gaussian_filter(to_reference_f64(x), sigma, mode="nearest")
+    blurred = gaussian_filter(torch.round(x * 255.0).to(torch.float64) / 255.0, sigma, mode="nearest")
     img = torch.floor(blurred * 255.0).clamp(0, 255).to(torch.float32)  # np.uint8(... * 255)
     rows = torch.arange(2, h, device=x.device).reshape(1, h - 2, 1)
     cols = torch.arange(2, w, device=x.device).reshape(1, 1, w - 2)
@@ -170,40 +169,42 @@ def _affine_inverse(dst: Tensor) -> Tensor:
     return sol.transpose(1, 2)
 
 
+def _mirror(i: Tensor, n: int) -> Tensor:
+    """OpenCV BORDER_REFLECT_101 for indices within one image size outside ``[0, n)``."""
+    i = i.abs()
+    i = (n - 1) - ((n - 1) - i).abs()
+    return boundary_index(i, n, "mirror") if bool((i < 0).any()) else i
+
+
 def _warp_affine_cv(img: Tensor, inv: Tensor) -> Tensor:
-    """OpenCV ``warpAffine`` (INTER_LINEAR, BORDER_REFLECT_101) with its fixed-point coordinates, float32."""
+    """OpenCV 4 ``warpAffine`` (INTER_LINEAR, BORDER_REFLECT_101) with its fixed-point coordinates, float32.
+
+    OpenCV rounds ``M * (x, y) * 1024`` to integers, adds 16 and shifts by 5: coordinates on a 1/32-pixel
+    grid, the fraction indexing a table of bilinear weights.
+    """
     n, c, h, w = img.shape
     dev = img.device
-    ab_scale = 1024.0
     xs = torch.arange(w, dtype=torch.float64, device=dev).reshape(1, 1, w)
     ys = torch.arange(h, dtype=torch.float64, device=dev).reshape(1, h, 1)
-    m = inv.reshape(n, 6, 1, 1)
-    adelta = torch.round(m[:, 0] * xs * ab_scale).long()
-    bdelta = torch.round(m[:, 3] * xs * ab_scale).long()
-    x0 = torch.round((m[:, 1] * ys + m[:, 2]) * ab_scale).long() + 16
-    y0 = torch.round((m[:, 4] * ys + m[:, 5]) * ab_scale).long() + 16
-    xq = torch.div(x0 + adelta, 32, rounding_mode="floor")  # >> (AB_BITS - INTER_BITS)
-    yq = torch.div(y0 + bdelta, 32, rounding_mode="floor")
-    xi = torch.div(xq, 32, rounding_mode="floor")
-    yi = torch.div(yq, 32, rounding_mode="floor")
-    fx = (xq - xi * 32).to(torch.float64) / 32.0
-    fy = (yq - yi * 32).to(torch.float64) / 32.0
-    flat = img.to(torch.float64).reshape(n, c, h * w)
-    r0 = boundary_index(yi, h, "mirror")
-    r1 = boundary_index(yi + 1, h, "mirror")
-    q0 = boundary_index(xi, w, "mirror")
-    q1 = boundary_index(xi + 1, w, "mirror")
-    idx = torch.stack([r0 * w + q0, r0 * w + q1, r1 * w + q0, r1 * w + q1], dim=1)
+    m = inv.reshape(n, 6, 1, 1) * 1024.0
+    adelta = torch.round(m[:, 0] * xs).to(torch.int32)  # (n, 1, w)
+    bdelta = torch.round(m[:, 3] * xs).to(torch.int32)
+    x0 = torch.round(m[:, 1] * ys + m[:, 2]).to(torch.int32) + 16  # (n, h, 1)
+    y0 = torch.round(m[:, 4] * ys + m[:, 5]).to(torch.int32) + 16
+    xq = torch.bitwise_right_shift(x0 + adelta, 5)  # (n, h, w), arithmetic shift = floor
+    yq = torch.bitwise_right_shift(y0 + bdelta, 5)
+    xi = torch.bitwise_right_shift(xq, 5)
+    yi = torch.bitwise_right_shift(yq, 5)
+    fx = torch.bitwise_and(xq, 31).to(torch.float32).unsqueeze(1) * (1.0 / 32.0)
+    fy = torch.bitwise_and(yq, 31).to(torch.float32).unsqueeze(1) * (1.0 / 32.0)
+    r0, r1 = _mirror(yi, h) * w, _mirror(yi + 1, h) * w
+    q0, q1 = _mirror(xi, w), _mirror(xi + 1, w)
+    idx = torch.stack([r0 + q0, r0 + q1, r1 + q0, r1 + q1], dim=1).to(torch.int64)
+    flat = img.to(torch.float32).reshape(n, c, h * w)
     taps = torch.gather(flat, 2, idx.reshape(n, 1, 4 * h * w).expand(n, c, 4 * h * w)).reshape(n, c, 4, h, w)
-    fx_ = fx.unsqueeze(1)
-    fy_ = fy.unsqueeze(1)
-    out = (
-        taps[:, :, 0] * ((1 - fy_) * (1 - fx_))
-        + taps[:, :, 1] * ((1 - fy_) * fx_)
-        + taps[:, :, 2] * (fy_ * (1 - fx_))
-        + taps[:, :, 3] * (fy_ * fx_)
-    )
-    return out.to(torch.float32)
+    top = taps[:, :, 0] + (taps[:, :, 1] - taps[:, :, 0]) * fx
+    bottom = taps[:, :, 2] + (taps[:, :, 3] - taps[:, :, 2]) * fx
+    return top + (bottom - top) * fy
 
 
 def elastic_given(x: Tensor, severity: int, affine: Tensor, noise: Tensor) -> Tensor:
@@ -223,7 +224,7 @@ def elastic_given(x: Tensor, severity: int, affine: Tensor, noise: Tensor) -> Te
     _check_x(x)
     alpha, sigma, _ = ELASTIC_PARAMS[severity - 1]
     _n, _, h, w = x.shape
-    image = to_reference_f64(x).to(torch.float32)
+    image = x.to(torch.float32)
     pts = torch.tensor([[26.0, 26.0], [26.0, 6.0], [6.0, 6.0]], dtype=torch.float32, device=x.device)
     dst = (pts + affine.to(device=x.device, dtype=torch.float32)).to(torch.float64)
     warped = _warp_affine_cv(image, _affine_inverse(dst))
@@ -232,10 +233,10 @@ def elastic_given(x: Tensor, severity: int, affine: Tensor, noise: Tensor) -> Te
     field = gaussian_filter(
         noise.to(device=x.device, dtype=torch.float64), sigma, mode="reflect", truncate=3.0
     )
-    field = (field * alpha).to(torch.float32).to(torch.float64)
-    rows = torch.arange(h, dtype=torch.float64, device=x.device).reshape(1, h, 1) + field[:, 1]
-    cols = torch.arange(w, dtype=torch.float64, device=x.device).reshape(1, 1, w) + field[:, 0]
-    out = map_coordinates_linear(warped.to(torch.float64), rows, cols).to(torch.float32)
+    field = (field * alpha).to(torch.float32)
+    rows = torch.arange(h, dtype=torch.float32, device=x.device).reshape(1, h, 1) + field[:, 1]
+    cols = torch.arange(w, dtype=torch.float32, device=x.device).reshape(1, 1, w) + field[:, 0]
+    out = map_coordinates_linear(warped, rows, cols)
     return out.clamp(0.0, 1.0) * 255.0
 
 
