@@ -568,3 +568,29 @@ def test_a_mode_that_cannot_be_traced_is_reported_and_the_other_is_used():
         graph = build_channel_graph(model, torch.rand(1, 3, 8, 8))
     assert _group_of(graph, "a").prunable
     assert not model.training
+
+
+def test_add_channel_selection_bad_inputs_and_explicit_layers():
+    from prunesafe.models import cifar_preact_resnet
+    from prunesafe.pruning.selection import ChannelSelectionBatchNorm2d, add_channel_selection
+
+    model = cifar_preact_resnet(20)
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"not nn\.BatchNorm2d"):
+        add_channel_selection(model, x, layers=["layer1.0.conv1"])
+    with pytest.raises(TypeError, match="layers"):
+        add_channel_selection(model, x, layers="layer1.0.bn1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model"):
+        add_channel_selection("model", x)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bn"):
+        ChannelSelectionBatchNorm2d.from_batchnorm(nn.Conv2d(1, 1, 1))  # type: ignore[arg-type]
+    weight = model.layer1[1].bn1.weight
+    assert add_channel_selection(model, x, layers=["layer1.1.bn1"]) == ["layer1.1.bn1"]
+    converted = model.layer1[1].bn1
+    assert isinstance(converted, ChannelSelectionBatchNorm2d)
+    assert converted.weight is weight  # parameters shared, names and state_dict keys kept
+    assert "layer1.1.bn1.indices" in model.state_dict()
+    reference = cifar_preact_resnet(20).eval()
+    reference.load_state_dict({k: v for k, v in model.state_dict().items() if not k.endswith(".indices")})
+    with torch.no_grad():  # all channels selected: the same function as the plain BN
+        torch.testing.assert_close(model.eval()(x), reference(x))
