@@ -363,8 +363,8 @@ def spatter_given(x: Tensor, severity: int, layer: Tensor) -> Tensor:
     """Spatter with given draws: ``layer`` ``(N, H, W)`` standard normal (the liquid layer's noise).
 
     Returns float32 in ``[0, 255]``.
-    An image whose liquid layer stays below the threshold everywhere gives NaN in the reference (0/0)
-    and here; ``corrupt`` turns it into 0 like ``np.uint8`` does.
+    An image whose liquid layer stays below the threshold everywhere gives NaN in the reference (0/0),
+    which its final ``np.uint8`` turns into 0 (x86); here such an image is returned as 0 directly.
 
     Examples
     --------
@@ -394,7 +394,7 @@ def spatter_given(x: Tensor, severity: int, layer: Tensor) -> Tensor:
         m = (m * intensity).unsqueeze(1)
         colour = torch.tensor([175 / 255.0, 238 / 255.0, 238 / 255.0], dtype=torch.float32, device=x.device)
         out = (img + m * colour.reshape(1, 3, 1, 1)).clamp(0.0, 1.0)
-        return out * 255.0
+        return torch.nan_to_num(out * 255.0, nan=0.0)  # 0/0 without liquid: np.uint8(nan) is 0
     mask = (liquid > thresh).to(torch.float32)
     mask = gaussian_filter(mask.to(torch.float64), intensity, mode="nearest").to(torch.float32)
     mask = torch.where(mask < 0.8, torch.zeros_like(mask), mask).unsqueeze(1)
