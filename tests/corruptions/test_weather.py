@@ -87,6 +87,15 @@ def test_spatter_matches_reference_golden(golden):
         assert (diff > 0).mean() < 0.001, (s, (diff > 0).mean())
 
 
+def test_spatter_without_liquid_is_black_like_the_reference():
+    # the reference divides 0 by 0 and np.uint8 of NaN is 0 on x86; the engine returns 0 directly
+    with np.errstate(invalid="ignore"):
+        assert np.array([np.nan]).astype(np.uint8)[0] == 0
+    x = np.full((2, 32, 32, 3), 120, np.uint8)
+    out = W.spatter_given(_nchw(x), 2, torch.full((2, 32, 32), -6.0, dtype=torch.float64))
+    assert torch.equal(out, torch.zeros_like(out))
+
+
 # ------------------------------------------------------------------------------------------------ fog
 def _reference_plasma(u: np.ndarray, decay: float, mapsize: int = 32) -> np.ndarray:
     """The reference's diamond-square, its ``uniform(-wibble, wibble)`` draws taken from ``wibble * u``."""
