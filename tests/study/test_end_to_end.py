@@ -195,3 +195,23 @@ def test_a_ratio_that_prunes_nothing_reuses_the_control_bit_for_bit(base_config:
     assert reused_file == (ckpt / "resnet20__control__r0.000__s0.pt").read_bytes()  # it was reused
     alone_file = Path(cfg["out"] + "-alone") / "checkpoints" / "resnet20__unstructured__r0.000__s0.pt"
     assert alone_file.read_bytes() != reused_file  # there it was fine-tuned itself (masked model)
+
+
+@pytest.mark.slow
+def test_train_baseline_once_per_seed_and_reuse_it_on_resume(base_config: dict[str, Any]) -> None:
+    cfg = {**base_config, "models": [{"name": "resnet20", "train": "baseline", "baseline_epochs": 1,
+           "baseline_batch_size": 32}], "seeds": [0, 1], "control": False, "figures": False,
+           "temperature_scaling": False, "corruptions": ["fog"], "severities": [1]}  # fmt: skip
+    out = Path(cfg["out"])
+    first = pd.DataFrame(run_study(cfg, stop_after=3).records)  # none s0, unstructured s0, none s1
+    saved = {s: (out / "base" / f"resnet20__s{s}.pt").read_bytes() for s in (0, 1)}
+    assert saved[0] != saved[1]  # the seed drives the baseline's initialisation and batches
+    none = first[first.method == "none"]
+    clean = none[none.corruption == "clean"].set_index("seed")
+    assert clean.loc[0, "nll"] != clean.loc[1, "nll"]
+    rows = pd.DataFrame(run_study(cfg).records)  # resumed: the saved baselines are loaded, not retrained
+    assert {s: (out / "base" / f"resnet20__s{s}.pt").read_bytes() for s in (0, 1)} == saved
+    pd.testing.assert_frame_equal(
+        rows[rows.method == "none"].reset_index(drop=True), none.reset_index(drop=True)
+    )
+    assert len(rows) == 2 * 2 * 2  # seeds x (none, unstructured) x (clean, fog-1)
