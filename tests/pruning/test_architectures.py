@@ -15,6 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 from torchvision.ops import SqueezeExcitation, StochasticDepth, stochastic_depth
@@ -594,3 +596,36 @@ def test_add_channel_selection_bad_inputs_and_explicit_layers():
     reference.load_state_dict({k: v for k, v in model.state_dict().items() if not k.endswith(".indices")})
     with torch.no_grad():  # all channels selected: the same function as the plain BN
         torch.testing.assert_close(model.eval()(x), reference(x))
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    groups=st.integers(2, 4),
+    in_per=st.integers(2, 4),
+    out_per=st.integers(2, 3),
+    data=st.data(),
+)
+def test_grouped_conv_removal_equals_masking_for_any_group_shape(groups, in_per, out_per, data):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, groups * in_per, 1),
+        nn.ReLU(),
+        nn.Conv2d(groups * in_per, groups * out_per, 3, padding=1, groups=groups),
+        nn.ReLU(),
+        nn.Conv2d(groups * out_per, 2, 1),
+    ).eval()
+    x = torch.rand(2, 3, 5, 5)
+    graph = build_channel_graph(model, x[:1])
+    group = _group_of(graph, "0")
+    assert len(group.components) == in_per  # one component per in-group index
+    count = data.draw(st.integers(1, in_per - 1))
+    comps = np.asarray(data.draw(st.permutations(list(group.components))))[:count]
+    masked = copy.deepcopy(model)
+    _zero(masked, graph, comps)
+    with torch.no_grad():
+        expected = masked(x)
+    graph.remove(comps)
+    assert model[2].groups == groups
+    assert model[2].in_channels == groups * (in_per - count) == model[0].out_channels
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
