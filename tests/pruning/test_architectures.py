@@ -453,7 +453,8 @@ def test_hidden_linear_units_are_pruned_but_never_the_classifier_outputs():
 def test_vgg16_bn_filter_pruning_reaches_the_classifier():
     model = torchvision.models.vgg16_bn(weights=None)
     before = sum(p.numel() for p in model.parameters())
-    pruned = prune_model(model, "filter", 0.5, example_inputs=torch.rand(1, 3, 32, 32), coupling="together")
+    x = torch.rand(1, 3, 32, 32)  # verify off: 138 M parameters; the structure is what is checked here
+    pruned = prune_model(model, "filter", 0.5, example_inputs=x, coupling="together", verify=False)
     assert pruned.classifier[0].out_features == 2048
     assert pruned.classifier[6].out_features == 1000
     assert sum(p.numel() for p in pruned.parameters()) < 0.3 * before
