@@ -28,7 +28,7 @@ BIT_IDENTICAL = ("contrast", "pixelate", "jpeg_compression")
 
 @pytest.fixture(scope="module")
 def clean(cifar10_dir) -> np.ndarray:
-    return np.ascontiguousarray(np.load(cifar10_dir / "test_images.npy", mmap_mode="r")[:200])
+    return np.array(np.load(cifar10_dir / "test_images.npy", mmap_mode="r")[:200])
 
 
 @pytest.mark.parametrize("name", DETERMINISTIC)
