@@ -6,6 +6,8 @@ Each function follows the engine's contract (:mod:`prunesafe.corruptions._regist
 (Hendrycks & Dietterich 2019, ``make_cifar_c.py``) step by step -- float64 where it computes in float64,
 float32 where it casts -- so that, given the same random draws, the output is the reference's (see
 tests/corruptions/test_geometric.py); the draws themselves come from :class:`ImageRNG`, not numpy.
+glass_blur and motion_blur start from the 8-bit image ``round(255 x)`` like the reference (which is
+handed PIL images), so float input is quantised to 1/255 there; elastic_transform uses ``x`` as given.
 
 glass_blur
     Gaussian blur (``sigma``), truncation to uint8, ``iterations`` rounds of local pixel moves, Gaussian

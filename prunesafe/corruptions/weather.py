@@ -12,8 +12,8 @@ snow
 frost
     ``clip(a * x + b * texture)`` with a random 32x32 crop of one of the first five frost textures,
     downscaled by 5 (``cv2.resize(fx=0.2)`` with INTER_LINEAR samples exactly every fifth pixel,
-    starting at 2).  The textures are not shipped: pass ``frost_dir`` (see docs/corruptions.md,
-    section "Frost textures").
+    starting at 2); the image enters as ``round(255 x)`` (8-bit, like the reference's PIL input).  The
+    textures are not shipped: pass ``frost_dir`` (see docs/corruptions.md, section "Frost textures").
 fog
     ``x + a * plasma`` rescaled by ``max / (max + a)``; the plasma fractal is the reference's
     diamond-square algorithm (``mapsize=32``), vectorised over the batch.
