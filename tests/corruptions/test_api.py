@@ -211,3 +211,28 @@ def test_corruptions_package_does_not_import_study():
             for mod in mods:
                 higher = ("prunesafe.study", "prunesafe.metrics", "prunesafe.cli")
                 assert not mod.startswith(higher), (path, mod)
+
+
+def test_arbitrary_shapes_and_dtypes_give_a_result_or_a_clear_error():
+    """Property: any array either round-trips (right shape/dtype) or raises ValueError/TypeError."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    dtypes = st.sampled_from([np.uint8, np.int16, np.int64, np.float16, np.float32, np.float64, np.bool_])
+    dims = st.lists(st.sampled_from([0, 1, 2, 3, 32]), min_size=1, max_size=5)
+
+    @settings(max_examples=60, deadline=None)
+    @given(dtype=dtypes, shape=dims, sev=st.integers(-1, 7))
+    def check(dtype, shape, sev):
+        arr = np.zeros(shape, dtype=dtype)
+        try:
+            out = corrupt(arr, "contrast", sev)
+        except (ValueError, TypeError) as exc:
+            message = str(exc)
+            if not message:
+                raise AssertionError("empty error message") from exc
+            return
+        assert out.dtype == arr.dtype
+        assert out.shape == arr.shape
+
+    check()
