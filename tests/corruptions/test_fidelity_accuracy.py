@@ -1,16 +1,18 @@
 """Accuracy fidelity of the engine over all 19 corruptions (issue 10): a model sees the same thing.
 
 ResNet-20 (``resnet20-jpeg.th``) is evaluated on the CIFAR-10-C sample (the reference's output for test
-images 0-199, 5 severities) and on the engine's output for the same images, seed 0.  Required: per
+images 0-199, 5 severities) and on the engine's output for the same images.  Required: per
 corruption, the accuracy averaged over the 5 severities (1000 images) within 3 points of the sample's;
 averaged over all 19 corruptions within 1 point.
 
-Why these tolerances are not loose: both evaluations use the *same* 1000 images per corruption, so the
-difference comes only from the random draws (and any implementation difference).  With a per-image
-disagreement rate p the standard error of the accuracy difference is about sqrt(p / 1000) -- for the
-typical p of 5-15 % that is 0.7-1.2 points, so 3 points is about 3 standard errors; over 19 corruptions
-the error of the mean shrinks by sqrt(19), so 1 point is about 4 standard errors.  The test also prints
-the measured table (run with ``-s``).
+The engine side is averaged over 3 seeds (0, 1, 2) for the 11 random corruptions (one seed for the 8
+deterministic ones, whose output does not depend on it): the quantity compared is the engine's expected
+accuracy, and one seed alone is noisy -- impulse_noise measured 63.8 / 60.9 / 61.2 / 60.3 % for seeds 0-3
+(sample: 60.7 %), a seed-to-seed spread of 1.5 points.  The sample is a single reference draw with the
+same spread, so for the noisiest corruptions the difference has a standard deviation of about 1.7 points
+and the issue's 3-point bound is ~1.8 of them; for the others (spread <= 1 point) it is >= 3.  Over 19
+corruptions the error of the mean shrinks by sqrt(19), so the 1-point bound is > 4 standard deviations.
+The test prints the measured table (run with ``-s``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from prunesafe.corruptions import ALL_CORRUPTIONS, corrupt
+from prunesafe.corruptions import ALL_CORRUPTIONS, corrupt, get_corruption
 from prunesafe.models import cifar_resnet, evaluate, load_weights
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
+SEEDS = (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +45,17 @@ def test_accuracy_on_engine_output_matches_the_sample(model, cifar10_dir, cifar1
     rows = []
     for name in ALL_CORRUPTIONS:
         sample = np.load(cifar10c_sample_dir / f"{name}.npy")
-        engine = np.concatenate([corrupt(clean, name, s, seed=0, frost_dir=frost_dir) for s in range(1, 6)])
-        rows.append((name, _accuracy(model, sample, labels), _accuracy(model, engine, labels)))
-    print("\ncorruption            sample  engine  diff (accuracy, 1000 images each)")
+        seeds = (0,) if get_corruption(name).deterministic else SEEDS
+        accs = []
+        for seed in seeds:
+            engine = np.concatenate(
+                [corrupt(clean, name, s, seed=seed, frost_dir=frost_dir) for s in range(1, 6)]
+            )
+            accs.append(_accuracy(model, engine, labels))
+        rows.append((name, _accuracy(model, sample, labels), float(np.mean(accs))))
+    print(
+        "\ncorruption            sample  engine  diff (accuracy, 1000 images each; engine: mean of 3 seeds)"
+    )
     for name, ref, eng in rows:
         print(f"{name:20s}  {ref:.3f}   {eng:.3f}   {100 * (eng - ref):+.1f}")
     diffs = np.array([eng - ref for _, ref, eng in rows])
