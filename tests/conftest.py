@@ -118,3 +118,15 @@ def http_server() -> Iterator[HTTPServerState]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _autograd_left_enabled() -> Iterator[None]:
+    """A test that switches autograd off globally (``torch.set_grad_enabled(False)``) fails here, not in the
+    unrelated tests that the same xdist worker runs after it."""
+    import torch
+
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("the test left autograd disabled; use `with torch.no_grad():` instead")

@@ -34,11 +34,11 @@ def model(models_dir):
 
 
 def _accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
-    return float(evaluate(model, (images, labels), batch_size=1000)["acc"])
+    with torch.no_grad():  # never torch.set_grad_enabled(False): it would leak into later tests of the worker
+        return float(evaluate(model, (images, labels), batch_size=1000)["acc"])
 
 
 def test_accuracy_on_engine_output_matches_the_sample(model, cifar10_dir, cifar10c_sample_dir, shared_dir):
-    torch.set_grad_enabled(False)
     clean = np.load(cifar10_dir / "test_images.npy", mmap_mode="r")[:200].copy()
     labels = np.load(cifar10c_sample_dir / "labels.npy").astype(np.int64)
     frost_dir = shared_dir / "data" / "frost"
