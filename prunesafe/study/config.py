@@ -134,6 +134,12 @@ def _float(value: Any, key: str) -> float:
     return float(value)
 
 
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
 def _tuple(value: Any, key: str) -> tuple[Any, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         return (value,)
@@ -226,6 +232,10 @@ class ModelSpec:
         Override the BASELINE recipe's batch size (128).
     sparsity : float, optional
         Network-slimming λ added to the BN γ gradients while training the baseline (``SlimmingRegularizer``).
+    channel_selection : bool, default False
+        Give the pre-activation BNs of a pre-activation ResNet Liu et al.'s channel selection
+        (:func:`~prunesafe.pruning.add_channel_selection`), so ``"channel"`` prunes them for their branch
+        while the residual stream stays whole, as network slimming does on ResNet-164.
     methods, ratios : optional
         Override the study-level ``methods`` / ``ratios`` for this model.
     label : str, optional
@@ -243,6 +253,7 @@ class ModelSpec:
     baseline_epochs: int | None = None
     baseline_batch_size: int | None = None
     sparsity: float | None = None
+    channel_selection: bool = False
     methods: tuple[MethodSpec, ...] | None = None
     ratios: tuple[float, ...] | None = None
     label: str = ""
@@ -279,6 +290,7 @@ class ModelSpec:
             sparsity=None
             if value.get("sparsity") is None
             else _float(value["sparsity"], f"{where}.sparsity"),
+            channel_selection=_bool(value.get("channel_selection", False), f"{where}.channel_selection"),
             methods=None
             if methods is None
             else tuple(MethodSpec.from_value(m, f"{where}.methods") for m in _tuple(methods, where)),
@@ -295,6 +307,8 @@ class ModelSpec:
             "baseline_epochs": self.baseline_epochs,
             "baseline_batch_size": self.baseline_batch_size,
             "sparsity": self.sparsity,
+            # absent when False, so the hashes of configs written before this key existed still hold
+            **({"channel_selection": True} if self.channel_selection else {}),
             "methods": None if self.methods is None else [m.to_dict() for m in self.methods],
             "ratios": None if self.ratios is None else list(self.ratios),
             "label": self.label,
@@ -529,6 +543,11 @@ class StudyConfig:
                 raise ValueError(
                     f'{where}: give exactly one of checkpoint = "<file>" (start from trained weights) or '
                     'train = "baseline" (train from scratch with the BASELINE recipe)'
+                )
+            if m.channel_selection and m.name not in ("resnet164", "preact-resnet110"):
+                raise ValueError(
+                    f"{where}.channel_selection applies to pre-activation ResNets (resnet164, "
+                    f"preact-resnet110), not {m.name!r}; remove it"
                 )
             if m.sparsity is not None and (m.train is None or m.sparsity < 0):
                 raise ValueError(f'{where}.sparsity (slimming λ >= 0) only applies with train = "baseline"')

@@ -98,6 +98,15 @@ _PAPER: dict[str, Any] = {
             "label": "vgg19-slim",
             "methods": [{"name": "channel", "options": {"selection": "threshold"}, "label": "channel"}],
         },
+        {
+            "name": "resnet164",
+            "train": "baseline",
+            "baseline_batch_size": 64,
+            "sparsity": 1e-5,
+            "channel_selection": True,
+            "label": "resnet164-slim",
+            "methods": [{"name": "channel", "options": {"selection": "threshold"}, "label": "channel"}],
+        },
     ],
     "methods": ["unstructured"],
     "ratios": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
@@ -126,9 +135,9 @@ _PAPER: dict[str, Any] = {
         "one-shot pruning per ratio;",
         "temperature scaling is fitted on the last 5000 training images, which are therefore held out of "
         "baseline training and fine-tuning (45000 training images instead of 50000);",
-        "NOT RUN: channel pruning of ResNet-164 (Liu et al.'s channel-selection layer after the first BN "
-        "of each block) -- prunesafe cannot yet prune ResNet-164 as the paper did, so that cell is left "
-        "out rather than run differently under the paper's name;",
+        "channel pruning of ResNet-164 (pre-activation bottleneck): Liu et al.'s channel selection after the "
+        "first BN of each block (channel_selection = true: the branch's channels are pruned, the residual "
+        "stream stays whole), sparsity training with λ = 1e-5, one global threshold over all BN γ;",
         "threshold rule: unstructured and channel pruning use Liu et al.'s rule (selection = threshold: "
         "keep values strictly greater than the value at sorted index floor(total*ratio), ties pruned, so "
         "the achieved ratio is >= the asked one); filter pruning removes the round(ratio*n) smallest-L1 "

@@ -337,7 +337,7 @@ def _base_model(
     model = build_model(spec.name, config.num_classes)
     if spec.checkpoint is not None:
         load_weights(model, spec.checkpoint)
-        return model.to(device).eval()
+        return with_channel_selection(model, spec).to(device).eval()
     if data.finetune is None:  # validated earlier
         raise RuntimeError("baseline training needs training data")
     params_hook = None
@@ -361,7 +361,29 @@ def _base_model(
         progress=config.progress,
         params_hook=params_hook,
     )
-    return model.eval()
+    return model.eval()  # channel selection is added when the saved baseline is loaded (_bases)
+
+
+def with_channel_selection(model: nn.Module, spec: ModelSpec) -> nn.Module:
+    """``model`` with Liu et al.'s channel selection on its pre-activation BNs when ``spec`` asks for it.
+
+    All channels stay selected (the model computes the same function); ``"channel"`` pruning then removes
+    channels of those BNs for their branch only. Applied after loading or training, so checkpoint keys and
+    the baseline recipe are unchanged.
+
+    Examples
+    --------
+    >>> from prunesafe.models import cifar_preact_resnet
+    >>> spec = ModelSpec("preact-resnet110", train="baseline", channel_selection=True)
+    >>> m = with_channel_selection(cifar_preact_resnet(20), spec)
+    >>> type(m.layer1[0].bn1).__name__
+    'ChannelSelectionBatchNorm2d'
+    """
+    if spec.channel_selection:
+        from prunesafe.pruning import add_channel_selection
+
+        add_channel_selection(model, torch.zeros(1, 3, 32, 32, device=next(model.parameters()).device))
+    return model
 
 
 def _finetune(
@@ -867,7 +889,7 @@ def _bases(
     for label, seed in to_train:
         model = build_model(specs[label].name, cfg.num_classes)
         load_weights(model, torch.load(io.BytesIO(saved[(label, seed)]), weights_only=True))
-        bases[(label, seed)] = model.to(device).eval()
+        bases[(label, seed)] = with_channel_selection(model.to(device), specs[label]).eval()
     return bases
 
 

@@ -166,7 +166,44 @@ def test_presets() -> None:
     layers = models["vgg16"].methods[0].options["layers"]  # type: ignore[index]
     assert layers == [convs[0], *convs[7:13]]
     assert models["vgg19-slim"].sparsity == 1e-4
-    assert any("NOT RUN" in n and "ResNet-164" in n for n in paper.notes)
+    slim164 = models["resnet164-slim"]
+    assert (slim164.name, slim164.sparsity, slim164.channel_selection) == ("resnet164", 1e-5, True)
+    assert slim164.methods is not None
+    assert slim164.methods[0].options == {"selection": "threshold"}
+    assert not any("NOT RUN" in n for n in paper.notes)
+
+
+def test_channel_selection_model_entry_prunes_the_branch_bns() -> None:
+    from prunesafe import prune_model
+    from prunesafe.pruning import ChannelSelectionBatchNorm2d
+    from prunesafe.study.config import ModelSpec
+    from prunesafe.study.runner import with_channel_selection
+
+    with pytest.raises(ValueError, match=r"channel_selection applies to pre-activation ResNets"):
+        StudyConfig.from_dict(
+            {"models": [{"name": "vgg11", "train": "baseline", "channel_selection": True}]}
+        ).validate(check_files=False)
+    with pytest.raises(ValueError, match=r"channel_selection must be true or false"):
+        ModelSpec.from_value({"name": "resnet164", "train": "baseline", "channel_selection": "yes"})
+    from prunesafe.models import cifar_preact_resnet
+
+    torch.manual_seed(0)
+    model = cifar_preact_resnet(20)
+    for m in model.modules():  # distinct γ, so the global threshold has something to rank
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.1, 1.0)
+    spec = ModelSpec("preact-resnet110", train="baseline", channel_selection=True)
+    x = torch.rand(4, 3, 32, 32)
+    before = model.eval()(x)
+    model = with_channel_selection(model, spec).eval()
+    assert torch.equal(model(x), before)  # all channels selected: the same function
+    selected = [m for m in model.modules() if isinstance(m, ChannelSelectionBatchNorm2d)]
+    assert selected
+    pruned = prune_model(model, "channel", 0.3, example_inputs=x[:1])
+    kept = [m for m in pruned.modules() if isinstance(m, ChannelSelectionBatchNorm2d)]
+    assert any(len(m.indices) < m.num_features for m in kept)  # the branch lost channels...
+    # ...not the residual stream
+    assert all(m.num_features == s.num_features for m, s in zip(kept, selected, strict=True))
 
 
 def cifar_vgg16() -> torch.nn.Module:
