@@ -425,8 +425,12 @@ class StudyConfig:
             raise FileNotFoundError(f"config file {file} not found (--config expects a .toml or .json file)")
         text = file.read_text(encoding="utf-8")
         if file.suffix.lower() == ".toml":
-            import tomllib
-
+            try:
+                import tomllib
+            except ImportError as exc:  # Python 3.10: no TOML reader in the standard library
+                raise ValueError(
+                    f"{file}: reading TOML needs Python >= 3.11 (tomllib); write the config as JSON instead"
+                ) from exc
             try:
                 data = tomllib.loads(text)
             except tomllib.TOMLDecodeError as exc:
