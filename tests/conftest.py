@@ -9,12 +9,14 @@ tests skip with a reason that says what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,3 +132,44 @@ def _autograd_left_enabled() -> Iterator[None]:
     if not torch.is_grad_enabled():
         torch.set_grad_enabled(True)
         pytest.fail("the test left autograd disabled; use `with torch.no_grad():` instead")
+
+
+def checkpoint_bytes(depth: int, seed: int = 0) -> bytes:
+    """A random ``cifar_resnet(depth)`` checkpoint in the published-repo format (``module.`` keys)."""
+    import io
+
+    import torch
+
+    from prunesafe.models import cifar_resnet
+
+    torch.manual_seed(seed)
+    buf = io.BytesIO()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in cifar_resnet(depth).state_dict().items()}}, buf)
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def served_checkpoint(server: HTTPServerState, name: str, depth: int) -> Iterator[tuple[Any, bytes]]:
+    """Register a test checkpoint (with its SHA-256) in the registry and serve it from ``server``."""
+    import hashlib
+
+    from prunesafe.models.pretrained import PretrainedCheckpoint, register_checkpoint, unregister_checkpoint
+
+    data = checkpoint_bytes(depth)
+    entry = PretrainedCheckpoint(
+        name=name,
+        filename=f"{name}.th",
+        depth=depth,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        sha256=hashlib.sha256(data).hexdigest(),
+        top1=None,
+        url=f"{server.base_url}/{name}.th",
+        note="built by the test",
+    )
+    register_checkpoint(entry)
+    server.files[entry.filename] = data
+    try:
+        yield entry, data
+    finally:
+        unregister_checkpoint(name)

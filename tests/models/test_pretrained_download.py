@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HTTPServerState
+from conftest import HTTPServerState, checkpoint_bytes, served_checkpoint
 
 from prunesafe._download import download_file
 from prunesafe.data import ChecksumError, DownloadError
@@ -26,33 +26,10 @@ from prunesafe.models.pretrained import (
 )
 
 
-def _checkpoint_bytes(seed: int = 0) -> bytes:
-    torch.manual_seed(seed)
-    buf = io.BytesIO()
-    torch.save({"state_dict": {f"module.{k}": v for k, v in cifar_resnet(8).state_dict().items()}}, buf)
-    return buf.getvalue()
-
-
 @pytest.fixture
 def tiny_entry(http_server: HTTPServerState) -> Iterator[tuple[PretrainedCheckpoint, bytes]]:
-    data = _checkpoint_bytes()
-    entry = PretrainedCheckpoint(
-        name="tiny-r8",
-        filename="tiny-r8.th",
-        depth=8,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        sha256=hashlib.sha256(data).hexdigest(),
-        top1=None,
-        url=f"{http_server.base_url}/tiny-r8.th",
-        note="built by the test",
-    )
-    register_checkpoint(entry)
-    http_server.files["tiny-r8.th"] = data
-    try:
-        yield entry, data
-    finally:
-        unregister_checkpoint("tiny-r8")
+    with served_checkpoint(http_server, "tiny-r8", depth=8) as served:
+        yield served
 
 
 def test_download_verifies_and_loads(tiny_entry: tuple[PretrainedCheckpoint, bytes], tmp_path: Path) -> None:
@@ -80,7 +57,7 @@ def test_second_call_downloads_nothing(
 def test_corrupted_download_refused_and_not_left_in_place(
     tiny_entry: tuple[PretrainedCheckpoint, bytes], http_server: HTTPServerState, tmp_path: Path
 ) -> None:
-    http_server.files["tiny-r8.th"] = _checkpoint_bytes(seed=1)  # another file under the same name
+    http_server.files["tiny-r8.th"] = checkpoint_bytes(8, seed=1)  # another file under the same name
     with pytest.raises(ChecksumError, match=r"SHA256 .* expected .*the download was deleted"):
         download_checkpoint("tiny-r8", tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []

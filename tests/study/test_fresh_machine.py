@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import HTTPServerState, require_shared
+from conftest import HTTPServerState, require_shared, served_checkpoint
 
 from prunesafe.corruptions import corrupt
 from prunesafe.data import ChecksumError
 from prunesafe.models import cifar_resnet
-from prunesafe.models.pretrained import PretrainedCheckpoint, register_checkpoint, unregister_checkpoint
+from prunesafe.models.pretrained import PretrainedCheckpoint
 from prunesafe.study import StudyConfig, preset, run_study
 from prunesafe.study.engine_source import EngineCorruptions
 from prunesafe.study.fetch import (
@@ -78,28 +78,8 @@ def cifar_archive(monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, dict[str, np.
 @pytest.fixture
 def tiny_checkpoint(http_server: HTTPServerState) -> Iterator[tuple[PretrainedCheckpoint, bytes]]:
     """A ResNet-20 checkpoint (published-repo format) registered with its SHA-256 and served locally."""
-    torch.manual_seed(0)
-    buf = io.BytesIO()
-    state = {f"module.{k}": v for k, v in cifar_resnet(20).state_dict().items()}
-    torch.save({"state_dict": state}, buf)
-    data = buf.getvalue()
-    entry = PretrainedCheckpoint(
-        name="tiny-r20",
-        filename="tiny-r20.th",
-        depth=20,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        sha256=hashlib.sha256(data).hexdigest(),
-        top1=None,
-        url=f"{http_server.base_url}/tiny-r20.th",
-        note="built by the test",
-    )
-    register_checkpoint(entry)
-    http_server.files["tiny-r20.th"] = data
-    try:
-        yield entry, data
-    finally:
-        unregister_checkpoint("tiny-r20")
+    with served_checkpoint(http_server, "tiny-r20", depth=20) as served:
+        yield served
 
 
 def _tiny_config(data_dir: Path, out: Path, **extra: Any) -> dict[str, Any]:
