@@ -31,6 +31,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
@@ -64,6 +65,21 @@ def image_seed(seed: int, name: str, severity: int, index: int) -> int:
     True
     """
     return _splitmix64(_base_key(seed, name, severity) ^ _splitmix64(index)) >> 1
+
+
+def _splitmix64_u64(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """:func:`_splitmix64` on a uint64 array (numpy's unsigned arithmetic wraps modulo 2**64, as it must)."""
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(_GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _image_seeds(base: int, indices: Sequence[int]) -> list[int]:
+    """:func:`image_seed` of many indices at once (vectorised; one Python int per index)."""
+    z = _splitmix64_u64(np.uint64(base) ^ _splitmix64_u64(np.asarray(indices, dtype=np.uint64)))
+    return [int(v) for v in (z >> np.uint64(1)).tolist()]
 
 
 def _check_shape(shape: int | Sequence[int]) -> tuple[int, ...]:
@@ -113,17 +129,20 @@ class ImageRNG:
         self.seed, self.name, self.severity = int(seed), str(name), int(severity)
         self.indices = tuple(int(i) for i in idx)
         self.device = torch.device(device)
-        base = _base_key(self.seed, self.name, self.severity)
-        self._generators: list[torch.Generator] = []
-        for i in self.indices:
-            g = torch.Generator()
-            g.manual_seed(_splitmix64(base ^ _splitmix64(i)) >> 1)
-            self._generators.append(g)
+        self._seeds = _image_seeds(_base_key(self.seed, self.name, self.severity), self.indices)
+        self._gens: list[torch.Generator] | None = None  # created on the first draw (deterministic
+        # corruptions never draw, and creating 256 generators costs about as much as a cheap corruption)
+
+    @property
+    def _generators(self) -> list[torch.Generator]:
+        if self._gens is None:
+            self._gens = [torch.Generator().manual_seed(s) for s in self._seeds]
+        return self._gens
 
     @property
     def n(self) -> int:
         """Number of images (streams)."""
-        return len(self._generators)
+        return len(self._seeds)
 
     def generator(self, k: int) -> torch.Generator:
         """The CPU generator of batch row ``k`` (for per-image code that cannot use the batched draws)."""
