@@ -748,7 +748,7 @@ class FilterPruner(_StructuredPruner):
         self.prune_linear = prune_linear
 
     def _extra_reason(self, graph: ChannelGraph, group: ChannelGroup) -> str:
-        # hidden Linear units are units like filters (B1, issue 9); any other producer is not
+        # hidden Linear units are units like filters (issue 9); any other producer is not
         allowed = (nn.modules.conv._ConvNd, nn.Linear) if self.prune_linear else (nn.modules.conv._ConvNd,)
         other = [graph.slots[i].module_name for i in group.producers
                  if not isinstance(graph.slots[i].module, allowed)]  # fmt: skip
