@@ -27,28 +27,29 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from prunesafe.corruptions._ndimage import boundary_index
-
-__all__ = ["box3", "canny", "distance_transform_l2_5", "equalize_hist", "filter3_u8"]
+__all__ = ["box3", "box3_u8", "canny", "distance_transform_l2_5", "equalize_hist", "filter3_u8"]
 
 _TG22 = int(0.4142135623730950488016887242097 * (1 << 15) + 0.5)
 
 
-def _pad(x: Tensor, r: int, mode: str) -> Tensor:
-    h, w = x.shape[-2], x.shape[-1]
-    ri = boundary_index(torch.arange(-r, h + r, device=x.device), h, mode)  # type: ignore[arg-type]
-    ci = boundary_index(torch.arange(-r, w + r, device=x.device), w, mode)  # type: ignore[arg-type]
-    return x.index_select(-2, ri).index_select(-1, ci)
+def _sum3(x: Tensor, dim: int, weights: tuple[int, int, int] = (1, 1, 1)) -> Tensor:
+    """Weighted sum of three neighbouring slices along ``dim`` (length shrinks by 2): a 1-D correlation."""
+    n = x.shape[dim]
+    s0, s1, s2 = (x.narrow(dim, k, n - 2) for k in range(3))
+    out = s0 * weights[0] if weights[0] != 1 else s0.clone()
+    out += s1 * weights[1] if weights[1] != 1 else s1
+    out += s2 * weights[2] if weights[2] != 1 else s2
+    return out
 
 
-def _correlate3(x: Tensor, kernel: list[list[int]], mode: str) -> Tensor:
-    p = _pad(x, 1, mode)
+def _dilate3(x: Tensor) -> Tensor:
+    """3x3 binary dilation of a ``(N, H, W)`` uint8 0/1 batch (zero outside the image)."""
+    p = torch.nn.functional.pad(x, (1, 1, 1, 1))
     h, w = x.shape[-2], x.shape[-1]
-    out = torch.zeros_like(x)
-    for i in range(3):
-        for j in range(3):
-            if kernel[i][j]:
-                out = out + kernel[i][j] * p[..., i : i + h, j : j + w]
+    rows = p[:, :, 0:w] | p[:, :, 1 : w + 1]
+    rows |= p[:, :, 2 : w + 2]
+    out = rows[:, 0:h] | rows[:, 1 : h + 1]
+    out |= rows[:, 2 : h + 2]
     return out
 
 
@@ -61,29 +62,26 @@ def canny(img: Tensor, low: float, high: float) -> Tensor:
     torch.Size([2, 5, 5])
     """
     _n, h, w = img.shape
-    # both 3x3 Sobel filters (replicated border) as one float32 convolution: exact for 8-bit input
-    padded = torch.nn.functional.pad(img.to(torch.float32).unsqueeze(1), (1, 1, 1, 1), mode="replicate")
-    sobel = torch.tensor(
-        [[[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]], [[[-1, -2, -1], [0, 0, 0], [1, 2, 1]]]],
-        dtype=torch.float32,
-        device=img.device,
-    )
-    grad = torch.nn.functional.conv2d(padded, sobel).round().to(torch.int32)
-    dx, dy = grad[:, 0], grad[:, 1]
-    mag = dx.abs() + dy.abs()
+    # both 3x3 Sobel filters (replicated border), separable, in exact integer arithmetic (|d| <= 1020)
+    p = torch.nn.functional.pad(img.to(torch.int16), (1, 1, 1, 1), mode="replicate")
+    dx = _sum3(p[:, :, 2:] - p[:, :, :-2], 1, (1, 2, 1))
+    dy = _sum3(p[:, 2:, :] - p[:, :-2, :], 2, (1, 2, 1))
+    ax = dx.abs()
+    ay = dy.abs()
+    mag = ax + ay  # L1 magnitude, <= 2040
     lo, hi = int(low), int(high)  # OpenCV floors the L1 thresholds
     mp = torch.nn.functional.pad(mag, (1, 1, 1, 1))  # magnitude is 0 outside the image
-    centre = mp[:, 1 : h + 1, 1 : w + 1]
+    centre = mag
 
     def nb(di: int, dj: int) -> Tensor:
         return mp[:, 1 + di : h + 1 + di, 1 + dj : w + 1 + dj]
 
-    ax = dx.abs()
-    ay = dy.abs() << 15
-    tg22x = ax * _TG22
-    tg67x = tg22x + (ax << 16)
-    horizontal = ay < tg22x
-    vertical = ay > tg67x
+    # OpenCV's direction test in 32-bit integers: |dy| << 15 against |dx| tan(22.5°) (and tan(67.5°))
+    ax32 = ax.to(torch.int32)
+    ay15 = ay.to(torch.int32) << 15
+    tg22x = ax32 * _TG22
+    horizontal = ay15 < tg22x
+    vertical = ay15 > tg22x + (ax32 << 16)
     same_sign = (dx ^ dy) >= 0
     keep_h = (centre > nb(0, -1)) & (centre >= nb(0, 1))
     keep_v = (centre > nb(-1, 0)) & (centre >= nb(1, 0))
@@ -93,23 +91,23 @@ def canny(img: Tensor, low: float, high: float) -> Tensor:
     keep = torch.where(horizontal, keep_h, torch.where(vertical, keep_v, keep_d))
     candidate = (mag > lo) & keep
     edge = candidate & (mag > hi)
-    # hysteresis: grow the strong edges through 8-connected candidates until nothing changes
-    cand_f = candidate.to(torch.float32).unsqueeze(1)
-    cur = edge.to(torch.float32).unsqueeze(1)
-    while True:
-        grown = torch.nn.functional.max_pool2d(cur, 3, stride=1, padding=1) * cand_f
-        grown = torch.maximum(grown, cur)
-        if torch.equal(grown, cur):
+    # hysteresis: grow the strong edges through 8-connected candidates until nothing changes; images
+    # that stopped changing drop out of the loop
+    cand = candidate.to(torch.uint8)
+    cur = edge.to(torch.uint8)
+    active = torch.arange(cur.shape[0], device=img.device)
+    sub_cur, sub_cand = cur, cand
+    while active.numel():
+        grown = _dilate3(sub_cur) & sub_cand
+        grown |= sub_cur
+        changed = (grown != sub_cur).flatten(1).any(1)
+        if not bool(changed.any()):
             break
-        cur = grown
-    return (cur.squeeze(1) * 255).to(torch.uint8)
-
-
-def _min_of(items: list[Tensor]) -> Tensor:
-    out = items[0]
-    for item in items[1:]:
-        out = torch.minimum(out, item)
-    return out
+        cur[active] = grown
+        keep_rows = changed.nonzero().squeeze(1)
+        active = active[keep_rows]
+        sub_cur, sub_cand = grown[keep_rows], sub_cand[keep_rows]
+    return cur * 255
 
 
 _A, _B, _C = 1.0, 1.4, 2.1969  # OpenCV's 5x5 chamfer weights for DIST_L2 (float32 arithmetic)
@@ -119,9 +117,13 @@ _FAR = 1.0e30
 def distance_transform_l2_5(img: Tensor) -> Tensor:
     """``cv2.distanceTransform(img, cv2.DIST_L2, 5)``: float32 chamfer distance to the nearest zero pixel.
 
-    The two raster passes of OpenCV with its float32 sums (weights 1, 1.4, 2.1969); the candidates from
-    the rows above (below) are computed for a whole row at once, the left-to-right (right-to-left)
-    dependency within a row column by column, as OpenCV does.
+    The two raster passes of OpenCV with its float32 sums (weights 1, 1.4, 2.1969), bit for bit: every
+    value is the same chain of float32 additions OpenCV makes.  The candidates from the rows above
+    (below) are computed for a whole row at once, the left-to-right (right-to-left) dependency within a
+    row column by column, as OpenCV does.  The batch is the innermost (contiguous) dimension of the
+    work array, so each column step is one short vector operation over all images; ``min(u, v) + w``
+    equals ``min(u + w, v + w)`` in floating point (rounding is monotone), which lets the row pass
+    share the pair minima of the rows above.
 
     Examples
     --------
@@ -134,82 +136,113 @@ def distance_transform_l2_5(img: Tensor) -> Tensor:
     dev = img.device
     f32 = torch.float32
     a, b, c = (torch.tensor(v, dtype=f32, device=dev) for v in (_A, _B, _C))
-    pad = 2
-    t = torch.full((n, h + 2 * pad, w + 2 * pad), _FAR, dtype=f32, device=dev)
-    zero = img == 0
-    c0 = pad
-    for y in range(h):
-        r = y + pad
-        up1 = t[:, r - 1]
-        up2 = t[:, r - 2]
-        cand = _min_of(
-            [
-                up2[:, c0 - 1 : c0 - 1 + w] + c,
-                up2[:, c0 + 1 : c0 + 1 + w] + c,
-                up1[:, c0 - 2 : c0 - 2 + w] + c,
-                up1[:, c0 - 1 : c0 - 1 + w] + b,
-                up1[:, c0 : c0 + w] + a,
-                up1[:, c0 + 1 : c0 + 1 + w] + b,
-                up1[:, c0 + 2 : c0 + 2 + w] + c,
-            ]
-        )
-        cand = torch.where(zero[:, y], torch.zeros_like(cand), cand)
-        row = t[:, r]
-        row[:, c0] = cand[:, 0]
-        for j in range(1, w):
-            left = row[:, c0 + j - 1] + a
-            val = torch.minimum(cand[:, j], left)
-            row[:, c0 + j] = torch.where(zero[:, y, j], cand[:, j], val)
-    for y in range(h - 1, -1, -1):
-        r = y + pad
-        dn1 = t[:, r + 1]
-        dn2 = t[:, r + 2]
-        cand = _min_of(
-            [
-                t[:, r, c0 : c0 + w],
-                dn2[:, c0 + 1 : c0 + 1 + w] + c,
-                dn2[:, c0 - 1 : c0 - 1 + w] + c,
-                dn1[:, c0 + 2 : c0 + 2 + w] + c,
-                dn1[:, c0 + 1 : c0 + 1 + w] + b,
-                dn1[:, c0 : c0 + w] + a,
-                dn1[:, c0 - 1 : c0 - 1 + w] + b,
-                dn1[:, c0 - 2 : c0 - 2 + w] + c,
-            ]
-        )
-        row = t[:, r]
-        row[:, c0 + w - 1] = cand[:, w - 1]
-        for j in range(w - 2, -1, -1):
-            right = row[:, c0 + j + 1] + a
-            row[:, c0 + j] = torch.minimum(cand[:, j], right)
-    return t[:, pad : pad + h, pad : pad + w].clone()
+    p = 2
+    # t[r, j] is the (n,) vector of all images' values at padded row r, column j
+    t = torch.empty((h + 2 * p, w + 2 * p, n), dtype=f32, device=dev)
+    for border in (t[:p], t[h + p :], t[p : h + p, :p], t[p : h + p, w + p :]):
+        border.fill_(_FAR)
+    # pair minima of each finished row: pm1[r, j] = min(t[r, j - 1], t[r, j + 1]), pm2 likewise for j -+ 2
+    pm1 = torch.empty((h + 2 * p, w, n), dtype=f32, device=dev)
+    pm2 = torch.empty((h + 2 * p, w, n), dtype=f32, device=dev)
+    for pm in (pm1, pm2):
+        pm[:p].fill_(_FAR)
+        pm[h + p :].fill_(_FAR)
+    zero = (img == 0).permute(1, 2, 0).contiguous()
+    cand = torch.empty((w, n), dtype=f32, device=dev)
+    tmp = torch.empty((w, n), dtype=f32, device=dev)
+    step = torch.empty((n,), dtype=f32, device=dev)
+    cand_cols = cand.unbind(0)
+
+    def from_rows(r1: int, r2: int) -> None:
+        # cand = min(t[r1] + a, pm1[r1] + b, min(pm1[r2], pm2[r1]) + c): the 7 (8) mask taps of OpenCV
+        torch.add(t[r1, p : p + w], a, out=cand)
+        torch.add(pm1[r1], b, out=tmp)
+        torch.minimum(cand, tmp, out=cand)
+        torch.minimum(pm1[r2], pm2[r1], out=tmp)
+        tmp.add_(c)
+        torch.minimum(cand, tmp, out=cand)
+
+    def along_row(r: int, cols: range, prev: int) -> None:
+        row = t[r].unbind(0)
+        row[p + cols[0]].copy_(cand_cols[cols[0]])
+        for j in cols[1:]:
+            torch.add(row[p + j + prev], a, out=step)
+            torch.minimum(cand_cols[j], step, out=row[p + j])
+        torch.minimum(t[r, p - 1 : p - 1 + w], t[r, p + 1 : p + 1 + w], out=pm1[r])
+        torch.minimum(t[r, p - 2 : p - 2 + w], t[r, p + 2 : p + 2 + w], out=pm2[r])
+
+    for y in range(h):  # forward pass: rows above, then left to right
+        from_rows(y + p - 1, y + p - 2)
+        cand.masked_fill_(zero[y], 0.0)
+        along_row(y + p, range(w), -1)
+    for y in range(h - 1, -1, -1):  # backward pass: rows below and the forward value, then right to left
+        from_rows(y + p + 1, y + p + 2)
+        torch.minimum(cand, t[y + p, p : p + w], out=cand)
+        along_row(y + p, range(w - 1, -1, -1), +1)
+    return t[p : p + h, p : p + w].permute(2, 0, 1).contiguous()
+
+
+def _pad_mirror(x: Tensor) -> Tensor:
+    """Pad the last two dimensions by one pixel, ``BORDER_REFLECT_101`` (torch's ``reflect``)."""
+    if x.shape[-1] < 2 or x.shape[-2] < 2:
+        raise ValueError(f"images must be at least 2x2 for a mirrored border, got {tuple(x.shape[-2:])}")
+    return torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+
+
+def _box_sum3(p: Tensor) -> Tensor:
+    """3x3 sums of an already padded ``(..., H + 2, W + 2)`` tensor: rows, then columns."""
+    return _sum3(_sum3(p, -1), -2)
 
 
 def box3(img: Tensor) -> Tensor:
     """``cv2.blur(img, (3, 3))`` with ``BORDER_REFLECT_101``: mean of the 3x3 neighbourhood (float64).
+
+    The nine values are summed in float64 -- exactly, hence in any order, for 8-bit integers and for
+    float32 values of a bounded range such as the spatter distances (<= 20) -- and scaled by ``1 / 9``.
 
     Examples
     --------
     >>> box3(torch.full((1, 4, 4), 9.0)).unique().tolist()
     [9.0]
     """
-    p = _pad(img.to(torch.float64), 1, "mirror")
-    h, w = img.shape[-2], img.shape[-1]
-    s = torch.zeros_like(p[..., 1 : h + 1, 1 : w + 1])
-    for i in range(3):
-        for j in range(3):
-            s = s + p[..., i : i + h, j : j + w]
-    return s * (1.0 / 9.0)
+    return _box_sum3(_pad_mirror(img.to(torch.float64))) * (1.0 / 9.0)
+
+
+def box3_u8(img: Tensor) -> Tensor:
+    """``cv2.blur(img, (3, 3))`` of an 8-bit image (``BORDER_REFLECT_101``): the rounded mean, int32.
+
+    The sum ``S`` of the nine values is an exact integer and ``S / 9`` is never a tie, so the rounded
+    mean is ``(S + 4) // 9`` (what ``round(box3(img))`` gives).
+
+    Examples
+    --------
+    >>> box3_u8(torch.tensor([[[0, 0, 0], [0, 5, 0], [0, 0, 0]]])).tolist()
+    [[[2, 1, 2], [1, 1, 1], [2, 1, 2]]]
+    """
+    s = _box_sum3(_pad_mirror(img.to(torch.int32)))
+    s += 4
+    return torch.div(s, 9, rounding_mode="floor")
 
 
 def filter3_u8(img: Tensor, kernel: list[list[int]]) -> Tensor:
     """``cv2.filter2D(img, cv2.CV_8U, kernel)`` (3x3 integer kernel, correlation, ``BORDER_REFLECT_101``).
+
+    Integer sums (int32: exact for 8-bit input and kernel weights up to about 10^6) clipped to
+    ``[0, 255]``; returns int32.
 
     Examples
     --------
     >>> filter3_u8(torch.full((1, 3, 3), 10), [[0, 0, 0], [0, 2, 0], [0, 0, 0]]).unique().tolist()
     [20]
     """
-    return _correlate3(img.to(torch.int64), kernel, "mirror").clamp(0, 255)
+    p = _pad_mirror(img.to(torch.int32))
+    h, w = img.shape[-2], img.shape[-1]
+    out = torch.zeros(p[..., 1 : h + 1, 1 : w + 1].shape, dtype=torch.int32, device=img.device)
+    for i in range(3):
+        for j in range(3):
+            if kernel[i][j]:
+                out.add_(p[..., i : i + h, j : j + w], alpha=int(kernel[i][j]))
+    return out.clamp_(0, 255)
 
 
 def equalize_hist(img: Tensor) -> Tensor:

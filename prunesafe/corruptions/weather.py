@@ -381,14 +381,13 @@ def spatter_given(x: Tensor, severity: int, layer: Tensor) -> Tensor:
     liquid = torch.where(liquid < thresh, torch.zeros_like(liquid), liquid)
     if mud == 0:
         # (liquid * 255).astype(np.uint8): truncation, and values >= 256 wrap around (numpy on x86)
-        liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0)
-        dist = 255 - _cv.canny(liquid8, 50, 150).to(torch.int64)
-        dist = _cv.distance_transform_l2_5(dist)
-        dist = torch.clamp(dist, max=20.0)  # THRESH_TRUNC at 20
+        liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0).to(torch.uint8)
+        dist = _cv.distance_transform_l2_5(255 - _cv.canny(liquid8, 50, 150))
+        dist = torch.clamp_(dist, max=20.0)  # THRESH_TRUNC at 20
         dist = torch.floor(_cv.box3(dist).to(torch.float32))  # blur, astype(uint8)
         dist = _cv.equalize_hist(dist)
         dist = _cv.filter3_u8(dist, _EMBOSS)
-        dist = torch.round(_cv.box3(dist)).to(torch.float32)  # blur of a uint8 image rounds
+        dist = _cv.box3_u8(dist).to(torch.float32)  # blur of a uint8 image rounds
         m = liquid8.to(torch.float32) * dist
         m = m / m.amax(dim=(1, 2), keepdim=True)
         m = (m * intensity).unsqueeze(1)
