@@ -10,7 +10,8 @@ device, in the tensor's dtype (the corruption modules use float64 where the refe
   and GPU); float64 results equal scipy's to about 1e-16 relative.
 * :func:`zoom_matrix` -- the linear operator of ``scipy.ndimage.zoom(order=1)`` along one axis.
 * :func:`map_coordinates_linear` -- ``scipy.ndimage.map_coordinates(order=1, mode="reflect")`` for one
-  (row, column) coordinate pair per output pixel.
+  (row, column) coordinate pair per output pixel (one ``grid_sample`` call, in float64).
+* :func:`weighted_rows` -- a fused gather + weighted sum of table rows (``embedding_bag``).
 * :func:`to_reference_f64` / :func:`floor_safe_f32` -- exact ``uint8 / 255.`` recovery and a float32 cast
   that keeps ``floor`` (the reference's final ``np.uint8`` truncation) unchanged.
 
@@ -41,6 +42,7 @@ __all__ = [
     "gaussian_weights",
     "map_coordinates_linear",
     "to_reference_f64",
+    "weighted_rows",
     "zoom_matrix",
 ]
 
@@ -179,12 +181,35 @@ def zoom_matrix(n_in: int, zoom: float, dtype: torch.dtype = torch.float64) -> T
     return torch.from_numpy(mat).to(dtype)
 
 
+def weighted_rows(table: Tensor, index: Tensor, weights: Tensor) -> Tensor:
+    """``out[p] = sum_k weights[p, k] * table[index[p, k]]``: a fused gather and weighted sum of rows.
+
+    ``table`` is ``(M, C)`` (e.g. ``N * H * W`` pixels of ``C`` channels, NHWC order), ``index`` an int32 or
+    int64 ``(P, K)`` tensor of row numbers and ``weights`` a ``(P, K)`` tensor of ``table``'s dtype; returns
+    ``(P, C)``.  One ``embedding_bag`` call (several times faster on CPU than ``gather`` over channels
+    followed by elementwise products); the ``K`` products are added in order ``k = 0, 1, ...`` in
+    ``table``'s dtype.
+
+    Examples
+    --------
+    >>> table = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
+    >>> weighted_rows(table, torch.tensor([[0, 2]]), torch.tensor([[0.5, 0.25]])).tolist()
+    [[1.25, 12.5]]
+    """
+    return torch.nn.functional.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
+
+
 def map_coordinates_linear(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """Bilinear sampling with scipy's ``mode="reflect"`` (half-sample symmetric) boundary.
 
-    ``image`` is ``(N, C, H, W)``; ``rows`` and ``cols`` are ``(N, H, W)`` coordinates (float) of the
+    ``image`` is ``(N, C, H, W)``; ``rows`` and ``cols`` are ``(N, H', W')`` coordinates (float) of the
     input pixel each output pixel reads, the same for every channel.  Like
-    ``map_coordinates(image, (rows, cols, channel), order=1, mode="reflect")`` on an HWC array.
+    ``map_coordinates(image, (rows, cols, channel), order=1, mode="reflect")`` on an HWC array: the
+    interpolation is computed in float64 (as scipy does) and returned in ``image``'s dtype.
+
+    One ``grid_sample`` call (bilinear, ``padding_mode="reflection"``, ``align_corners=False``: the same
+    reflection about ``-0.5`` and ``size - 0.5``, then the same clamping of the taps); coordinates are
+    converted to its normalised grid in float64, which moves them by about 1e-15 pixel.
 
     Examples
     --------
@@ -194,39 +219,21 @@ def map_coordinates_linear(image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     >>> round(float(map_coordinates_linear(img, r, c)[0, 0, 0, 0]), 6)
     0.2
     """
-    n, ch, h, w = image.shape
-
-    def reflect(coord: Tensor, size: int) -> Tensor:
-        # half-sample symmetric about -0.5 and size - 0.5; one reflection per side suffices for |shift| < size
-        c = (coord + 0.5).abs() - 0.5
-        c = (size - 0.5) - ((size - 0.5) - c).abs()
-        if bool((c < -0.5).any()):  # larger displacements: the general periodic form
-            period = 2.0 * size
-            c = torch.remainder(coord + 0.5, period)
-            c = torch.where(c >= size, period - c, c) - 0.5
-        return c
-
-    r = reflect(rows.to(image.dtype), h)
-    c = reflect(cols.to(image.dtype), w)
-    r0 = torch.floor(r)
-    c0 = torch.floor(c)
-    fr = r - r0
-    fc = c - c0
-    r0i = r0.long()
-    c0i = c0.long()
-    r_lo = r0i.clamp(0, h - 1)
-    r_hi = (r0i + 1).clamp(0, h - 1)
-    c_lo = c0i.clamp(0, w - 1)
-    c_hi = (c0i + 1).clamp(0, w - 1)
-    flat = image.reshape(n, ch, h * w)
-    idx = torch.stack([r_lo * w + c_lo, r_lo * w + c_hi, r_hi * w + c_lo, r_hi * w + c_hi], dim=1)
-    idx = idx.reshape(n, 1, 4 * h * w).expand(n, ch, 4 * h * w)
-    taps = torch.gather(flat, 2, idx).reshape(n, ch, 4, h, w)
-    fr_ = fr.unsqueeze(1)
-    fc_ = fc.unsqueeze(1)
-    top = taps[:, :, 0] * (1.0 - fc_) + taps[:, :, 1] * fc_
-    bottom = taps[:, :, 2] * (1.0 - fc_) + taps[:, :, 3] * fc_
-    return top * (1.0 - fr_) + bottom * fr_
+    if image.dim() != 4 or rows.dim() != 3 or rows.shape != cols.shape or rows.shape[0] != image.shape[0]:
+        raise ValueError(
+            f"image must be (N, C, H, W) and rows / cols (N, H', W'), got {tuple(image.shape)}, "
+            f"{tuple(rows.shape)}, {tuple(cols.shape)}"
+        )
+    h, w = image.shape[2], image.shape[3]
+    f64 = torch.float64
+    grid = torch.empty((*rows.shape, 2), dtype=f64, device=image.device)
+    # grid_sample (align_corners=False) reads pixel ((g + 1) * size - 1) / 2 for grid value g
+    torch.mul(cols.to(f64) + 0.5, 2.0 / w, out=grid[..., 0]).sub_(1.0)
+    torch.mul(rows.to(f64) + 0.5, 2.0 / h, out=grid[..., 1]).sub_(1.0)
+    out = torch.nn.functional.grid_sample(
+        image.to(f64), grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
+    return out.to(image.dtype)
 
 
 def to_reference_f64(x: Tensor) -> Tensor:

@@ -40,15 +40,13 @@ Examples
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 from prunesafe.corruptions import _magick
-from prunesafe.corruptions._ndimage import (
-    boundary_index,
-    gaussian_filter,
-    map_coordinates_linear,
-)
+from prunesafe.corruptions._ndimage import gaussian_filter
 from prunesafe.corruptions._random import ImageRNG
 from prunesafe.corruptions._registry import register_corruption
 
@@ -171,42 +169,52 @@ def _affine_inverse(dst: Tensor) -> Tensor:
     return sol.transpose(1, 2)
 
 
-def _mirror(i: Tensor, n: int) -> Tensor:
-    """OpenCV BORDER_REFLECT_101 for indices within one image size outside ``[0, n)``."""
-    i = i.abs()
-    i = (n - 1) - ((n - 1) - i).abs()
-    return boundary_index(i, n, "mirror") if bool((i < 0).any()) else i
+def _mirror_q(q: Tensor, limit: int) -> Tensor:
+    """OpenCV BORDER_REFLECT_101 (whole-sample symmetric about 0 and ``limit``) on integer coordinates."""
+    if limit <= 0:
+        return torch.zeros_like(q)
+    r = limit - (limit - q.abs()).abs()  # exact for q in (-2 limit, 3 limit): one reflection per side
+    if bool((r < 0).any()):
+        r = torch.remainder(q, 2 * limit)
+        r = torch.where(r > limit, 2 * limit - r, r)
+    return r
 
 
 def _warp_affine_cv(img: Tensor, inv: Tensor) -> Tensor:
     """OpenCV 4 ``warpAffine`` (INTER_LINEAR, BORDER_REFLECT_101) with its fixed-point coordinates, float32.
 
     OpenCV rounds ``M * (x, y) * 1024`` to integers, adds 16 and shifts by 5: coordinates on a 1/32-pixel
-    grid, the fraction indexing a table of bilinear weights.
+    grid, the fraction indexing a table of float32 bilinear weights (exact products of multiples of 1/32).
+    Here one ``grid_sample`` call does the interpolation: the 1/32-pixel coordinates are mirrored into the
+    image first (mirroring the coordinate of a linear interpolation = mirroring its two taps), and for
+    power-of-two sizes (all CIFAR ones) they pass through ``grid_sample``'s normalisation exactly, so its
+    weights are OpenCV's table entries.
     """
-    n, c, h, w = img.shape
+    n, _, h, w = img.shape
     dev = img.device
-    xs = torch.arange(w, dtype=torch.float64, device=dev).reshape(1, 1, w)
-    ys = torch.arange(h, dtype=torch.float64, device=dev).reshape(1, h, 1)
-    m = inv.reshape(n, 6, 1, 1) * 1024.0
-    adelta = torch.round(m[:, 0] * xs).to(torch.int32)  # (n, 1, w)
-    bdelta = torch.round(m[:, 3] * xs).to(torch.int32)
-    x0 = torch.round(m[:, 1] * ys + m[:, 2]).to(torch.int32) + 16  # (n, h, 1)
-    y0 = torch.round(m[:, 4] * ys + m[:, 5]).to(torch.int32) + 16
-    xq = torch.bitwise_right_shift(x0 + adelta, 5)  # (n, h, w), arithmetic shift = floor
-    yq = torch.bitwise_right_shift(y0 + bdelta, 5)
-    xi = torch.bitwise_right_shift(xq, 5)
-    yi = torch.bitwise_right_shift(yq, 5)
-    fx = torch.bitwise_and(xq, 31).to(torch.float32).unsqueeze(1) * (1.0 / 32.0)
-    fy = torch.bitwise_and(yq, 31).to(torch.float32).unsqueeze(1) * (1.0 / 32.0)
-    r0, r1 = _mirror(yi, h) * w, _mirror(yi + 1, h) * w
-    q0, q1 = _mirror(xi, w), _mirror(xi + 1, w)
-    idx = torch.stack([r0 + q0, r0 + q1, r1 + q0, r1 + q1], dim=1).to(torch.int64)
-    flat = img.to(torch.float32).reshape(n, c, h * w)
-    taps = torch.gather(flat, 2, idx.reshape(n, 1, 4 * h * w).expand(n, c, 4 * h * w)).reshape(n, c, 4, h, w)
-    top = taps[:, :, 0] + (taps[:, :, 1] - taps[:, :, 0]) * fx
-    bottom = taps[:, :, 2] + (taps[:, :, 3] - taps[:, :, 2]) * fx
-    return top + (bottom - top) * fy
+    m = inv.reshape(n, 2, 3) * 1024.0
+    xs = torch.arange(w, dtype=torch.float64, device=dev).reshape(1, 1, 1, w)
+    ys = torch.arange(h, dtype=torch.float64, device=dev).reshape(1, 1, h, 1)
+    # channel 0: x (column), channel 1: y (row), both in 1/32 pixel
+    delta = torch.round(m[:, :, 0].reshape(n, 2, 1, 1) * xs).to(torch.int32)  # (n, 2, 1, w)
+    start = torch.round(m[:, :, 1].reshape(n, 2, 1, 1) * ys + m[:, :, 2].reshape(n, 2, 1, 1))
+    q = torch.bitwise_right_shift(start.to(torch.int32) + 16 + delta, 5)  # (n, 2, h, w); shift = floor
+    grid = torch.empty((n, h, w, 2), dtype=torch.float32, device=dev)
+    for k, size in enumerate((w, h)):
+        # grid_sample (align_corners=False) reads ((g + 1) * size - 1) / 2: g = (q / 32 + 0.5) * 2 / size - 1
+        coord = grid[..., k].copy_(_mirror_q(q[:, k], 32 * (size - 1)))
+        coord.mul_(1.0 / (16.0 * size)).add_(1.0 / size - 1.0)
+    return torch.nn.functional.grid_sample(
+        img.to(torch.float32), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(h: int, w: int, device: str) -> Tensor:
+    """``(h, w, 2)`` float64: ``grid_sample``'s normalised coordinates of every pixel centre (x, y)."""
+    gx = (torch.arange(w, dtype=torch.float64) + 0.5) * (2.0 / w) - 1.0
+    gy = (torch.arange(h, dtype=torch.float64) + 0.5) * (2.0 / h) - 1.0
+    return torch.stack([gx.expand(h, w), gy[:, None].expand(h, w)], dim=-1).to(device)
 
 
 def elastic_given(x: Tensor, severity: int, affine: Tensor, noise: Tensor) -> Tensor:
@@ -214,7 +222,9 @@ def elastic_given(x: Tensor, severity: int, affine: Tensor, noise: Tensor) -> Te
 
     ``affine`` perturbs the three control points (the reference's ``uniform(-c[2], c[2], (3, 2))``),
     ``noise[:, 0]`` / ``noise[:, 1]`` are the uniform ``[-1, 1)`` fields behind ``dx`` / ``dy``.
-    Returns float32 in ``[0, 255]``.
+    Returns float32 in ``[0, 255]``.  The displacement is ``(gaussian(noise) * alpha).astype(float32)``
+    like the reference, added to the integer pixel grid in float64 (numpy's ``int + float32``), and the
+    ``map_coordinates`` interpolation is done in float64 (:func:`map_coordinates_linear`'s method).
 
     Examples
     --------
@@ -225,21 +235,32 @@ def elastic_given(x: Tensor, severity: int, affine: Tensor, noise: Tensor) -> Te
     """
     _check_x(x)
     alpha, sigma, _ = ELASTIC_PARAMS[severity - 1]
-    _n, _, h, w = x.shape
-    image = x.to(torch.float32)
+    n, _, h, w = x.shape
+    if noise.shape != (n, 2, h, w) or affine.shape != (n, 3, 2):
+        raise ValueError(
+            f"affine must be {(n, 3, 2)} and noise {(n, 2, h, w)}, got {tuple(affine.shape)}, "
+            f"{tuple(noise.shape)}"
+        )
     pts = torch.tensor([[26.0, 26.0], [26.0, 6.0], [6.0, 6.0]], dtype=torch.float32, device=x.device)
     dst = (pts + affine.to(device=x.device, dtype=torch.float32)).to(torch.float64)
-    warped = _warp_affine_cv(image, _affine_inverse(dst))
-    if alpha == 0.0:
-        return warped.clamp(0.0, 1.0) * 255.0
-    field = gaussian_filter(
-        noise.to(device=x.device, dtype=torch.float64), sigma, mode="reflect", truncate=3.0
-    )
-    field = (field * alpha).to(torch.float32)
-    rows = torch.arange(h, dtype=torch.float32, device=x.device).reshape(1, h, 1) + field[:, 1]
-    cols = torch.arange(w, dtype=torch.float32, device=x.device).reshape(1, 1, w) + field[:, 0]
-    out = map_coordinates_linear(warped, rows, cols)
-    return out.clamp(0.0, 1.0) * 255.0
+    warped = _warp_affine_cv(x, _affine_inverse(dst))
+    if alpha != 0.0:
+        field = gaussian_filter(
+            noise.to(device=x.device, dtype=torch.float64), sigma, mode="reflect", truncate=3.0
+        )
+        shift = (field * alpha).to(torch.float32)  # the reference's float32 dx (channel 0), dy (channel 1)
+        grid = torch.empty((n, h, w, 2), dtype=torch.float64, device=x.device)
+        grid.copy_(shift.permute(0, 2, 3, 1))
+        if h == w:
+            grid.mul_(2.0 / w)
+        else:
+            grid[..., 0].mul_(2.0 / w)
+            grid[..., 1].mul_(2.0 / h)
+        grid.add_(_pixel_grid(h, w, str(x.device)))
+        warped = torch.nn.functional.grid_sample(
+            warped.to(torch.float64), grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        ).to(torch.float32)
+    return warped.clamp_(0.0, 1.0).mul_(255.0)
 
 
 def elastic_transform(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
@@ -255,7 +276,8 @@ def elastic_transform(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     _, _, a = ELASTIC_PARAMS[severity - 1]
     h, w = x.shape[2], x.shape[3]
     affine = rng.uniform(-a, a, (3, 2), dtype=torch.float64)
-    noise = rng.uniform(-1.0, 1.0, (2, h, w), dtype=torch.float64)
+    # float32 uniforms (24-bit resolution; one 32-bit draw each instead of two), mapped to [-1, 1) exactly
+    noise = rng.rand((2, h, w), torch.float32).to(torch.float64).mul_(2.0).sub_(1.0)
     return elastic_given(x, severity, affine, noise)
 
 
