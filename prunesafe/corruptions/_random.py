@@ -209,7 +209,7 @@ class ImageRNG:
     def poisson_levels(self, levels: Tensor, level_rates: Tensor) -> Tensor:
         """Poisson draws with rate ``level_rates[levels]`` (fast path when rates take few distinct values).
 
-        ``levels`` is an int64 tensor of shape ``(N, ...)`` indexing the 1-D ``level_rates`` (e.g. the 256
+        ``levels`` is an integer tensor of shape ``(N, ...)`` indexing the 1-D ``level_rates`` (e.g. the 256
         rates ``c * q / 255`` of uint8 pixels).  Consumes one float32 uniform per element (24-bit
         resolution; the CDF table is float32 too, so probabilities are resolved to about 6e-8) and inverts
         the CDF exactly at that resolution.
@@ -251,7 +251,12 @@ def _poisson_inverse(lam: Tensor, u: Tensor) -> Tensor:
 
 @functools.lru_cache(maxsize=16)
 def _poisson_lookup(rates: tuple[float, ...], device: str) -> tuple[Tensor, Tensor, int, int]:
-    """CDF table (float64, ``len(rates) x (kmax + 1)``) and guide table for :func:`_poisson_table`."""
+    """CDF table (float32, ``len(rates) x (kmax + 1)``, flat) and guide table for :func:`_poisson_table`.
+
+    The guide has ``n_bins`` (a power of two, so ``floor(u * n_bins)`` is exact for float32 ``u``) entries
+    per rate: entry ``b`` is the smallest ``k`` whose float32 CDF reaches ``b / n_bins``, a lower bound of
+    the answer for every ``u`` in bin ``b``.
+    """
     lam = torch.tensor(rates, dtype=torch.float64)
     top = float(lam.max()) if len(rates) else 0.0
     kmax = math.ceil(top + 12.0 * math.sqrt(top) + 30.0)
@@ -262,29 +267,46 @@ def _poisson_lookup(rates: tuple[float, ...], device: str) -> tuple[Tensor, Tens
     pmf[lam == 0, 0] = 1.0
     cdf = pmf.cumsum(1)
     cdf[:, -1] = 2.0  # every u < 1 stops at the last entry at the latest (tail mass < 1e-20 is cut)
-    # guide: for each of n_bins equal bins of u, the smallest k whose CDF reaches the bin's lower edge
-    n_bins = kmax + 1  # small tables stay in cache; the walk below is at most a step or two
+    cdf32 = cdf.to(torch.float32)  # the comparisons are made against this table
+    n_bins = 1 << max(kmax, 1).bit_length()  # >= kmax + 1: most bins hold at most one CDF step
     edges = torch.arange(n_bins, dtype=torch.float64) / n_bins
-    guide = torch.searchsorted(cdf, edges.expand(len(rates), n_bins).contiguous(), right=False)
+    guide = torch.searchsorted(cdf32.to(torch.float64), edges.expand(len(rates), n_bins).contiguous())
     guide = (guide + torch.arange(len(rates))[:, None] * (kmax + 1)).to(torch.int32)
-    flat_cdf = cdf.reshape(-1).to(device=device, dtype=torch.float32)
-    return flat_cdf, guide.reshape(-1).to(device), kmax, n_bins
+    return cdf32.reshape(-1).to(device), guide.reshape(-1).to(device), kmax, n_bins
 
 
-def _poisson_table(levels: Tensor, rates: Tensor, u: Tensor) -> Tensor:
-    """Inverse-CDF Poisson for rates taking few distinct values: ``rates[levels]``, via a guide table."""
+def _poisson_positions(levels: Tensor, rates: Tensor, u: Tensor) -> tuple[Tensor, int]:
+    """Flat positions ``level * (kmax + 1) + count`` (int32, flattened) of inverse-CDF Poisson draws.
+
+    ``levels`` holds integral values (any dtype) indexing ``rates``.  The count is the smallest ``k`` with
+    ``CDF32(k) >= u``: start at the guide entry of ``u``'s bin, take one step up where ``u`` is above its
+    CDF (on every element: no index bookkeeping), then finish the few draws still below (bins spanning
+    several CDF steps) on their own.  Lookups are ``index_select`` with int32 positions (several times
+    faster than ``take`` on CPU).  Returns the positions and ``kmax``.
+    """
     flat_cdf, guide, kmax, n_bins = _poisson_lookup(tuple(rates.tolist()), str(levels.device))
-    row = levels.reshape(-1)
     uu = u.reshape(-1)
-    pos = guide.take(row * n_bins + (uu * n_bins).to(torch.int64).clamp_(max=n_bins - 1)).to(torch.int64)
-    active = (uu > flat_cdf.take(pos)).nonzero().squeeze(1)
-    for _ in range(3):  # almost every draw is settled within a step or two of its guide entry
+    # bin of u (exact: n_bins is a power of two and u a float32 in [0, 1)) plus the level's first bin;
+    # floored before the (exact, integral) sum so no fraction can round it up
+    cell = (uu * n_bins).floor_().add_(levels.reshape(-1).to(uu.dtype), alpha=n_bins).to(torch.int32)
+    pos = guide.index_select(0, cell)
+    pos += uu > flat_cdf.index_select(0, pos)
+    active = (uu > flat_cdf.index_select(0, pos)).nonzero().squeeze(1)
+    for _ in range(3):  # the rest is settled within a step or two
         if not active.numel():
             break
         pos[active] += 1
-        active = active[uu[active] > flat_cdf.take(pos[active])]
+        active = active[uu[active] > flat_cdf.index_select(0, pos[active])]
     if active.numel():  # far tails (u in a bin spanning many k): exact search in their rows
-        table = flat_cdf.reshape(-1, kmax + 1)[row[active]]
+        row = torch.div(cell[active], n_bins, rounding_mode="floor")
+        table = flat_cdf.reshape(-1, kmax + 1)[row]
         k = torch.searchsorted(table, uu[active, None], right=False).squeeze(1)
-        pos[active] = row[active] * (kmax + 1) + k
-    return (pos - row * (kmax + 1)).reshape(levels.shape).to(torch.float32)
+        pos[active] = (row * (kmax + 1) + k).to(torch.int32)
+    return pos, kmax
+
+
+def _poisson_table(levels: Tensor, rates: Tensor, u: Tensor) -> Tensor:
+    """Inverse-CDF Poisson counts (float32, ``levels``' shape) for the rates ``rates[levels]``."""
+    pos, kmax = _poisson_positions(levels, rates, u)
+    first = levels.reshape(-1).to(torch.int32) * (kmax + 1)
+    return pos.sub_(first).reshape(levels.shape).to(torch.float32)

@@ -19,7 +19,7 @@ match the reference in distribution, not pixel for pixel.
 Examples
 --------
 >>> import torch
->>> from prunesafe.corruptions._random import ImageRNG
+>>> from prunesafe.corruptions._random import ImageRNG, _poisson_positions
 >>> x = torch.full((2, 3, 32, 32), 0.5)
 >>> y = gaussian_noise(x, 5, ImageRNG(0, "gaussian_noise", 5, [0, 1]))
 >>> round(float((y / 255 - x).std()), 2)
@@ -28,10 +28,12 @@ Examples
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
-from prunesafe.corruptions._random import ImageRNG
+from prunesafe.corruptions._random import ImageRNG, _poisson_positions
 from prunesafe.corruptions._registry import register_corruption
 
 __all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
@@ -49,19 +51,28 @@ def gaussian_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     return (x + noise.mul_(c)).clamp_(0.0, 1.0).mul_(255.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _shot_values(c: float, kmax: int, device: str) -> Tensor:
+    """``clamp(k / c, 0, 1) * 255`` (float32, as computed on the counts) for every flat table position."""
+    k = torch.arange(kmax + 1, dtype=torch.float32)
+    return (k / c).clamp_(0.0, 1.0).mul_(255.0).repeat(256).to(device)
+
+
 def shot_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     """Poisson (photon) noise: ``Poisson(x * c) / c``; exact Poisson draws by inversion.
 
-    Input on the uint8 grid (``x * 255`` integral, the case of every uint8 image) uses a 256-entry CDF table;
+    Input on the uint8 grid (``x * 255`` integral, the case of every uint8 image) uses a 256-entry CDF table
+    and maps the table position of each draw straight to its output value ``clamp(k / c, 0, 1) * 255``;
     other float input uses the general inversion (slower, same distribution).
     """
     c = SHOT_NOISE[severity - 1]
     q = torch.round(x * 255.0)
     if torch.equal(q / 255.0, x):
         levels = torch.arange(256, dtype=torch.float64, device=x.device) / 255.0 * c
-        counts = rng.poisson_levels(q.to(torch.int64), levels)
-    else:
-        counts = rng.poisson(x.to(torch.float64) * c)
+        u = rng.rand(tuple(x.shape[1:]), torch.float32).to(x.device)  # what rng.poisson_levels draws
+        pos, kmax = _poisson_positions(q, levels, u)
+        return _shot_values(c, kmax, str(x.device)).index_select(0, pos).reshape(x.shape)
+    counts = rng.poisson(x.to(torch.float64) * c)
     return (counts / c).clamp_(0.0, 1.0).mul_(255.0)
 
 
