@@ -92,7 +92,8 @@ def glass_blur_given(x: Tensor, severity: int, moves: Tensor) -> Tensor:
     ``moves[:, it, 0]`` is the column offset ``dx`` and ``moves[:, it, 1]`` the row offset ``dy`` that
     the reference draws (``dx, dy = randint(-1, 1, 2)``) for target pixel ``(h, w)``, ``h, w >= 2``;
     pixels in the first two rows / columns are never targets.  Returns float64 in ``[0, 255]`` (both blurs
-    in float64 like the reference, so the final truncation agrees with it; the moves in float32).
+    in float64 like the reference, so the final truncation agrees with it; the moves copy the truncated
+    8-bit values, exactly).
 
     Examples
     --------
@@ -110,20 +111,36 @@ def glass_blur_given(x: Tensor, severity: int, moves: Tensor) -> Tensor:
         raise ValueError(
             f"moves must have shape {(n, iterations, 2, h - 2, w - 2)}, got {tuple(moves.shape)}"
         )
-    blurred = gaussian_filter(torch.round(x * 255.0).to(torch.float64) / 255.0, sigma, mode="nearest")
-    img = torch.floor(blurred * 255.0).clamp(0, 255).to(torch.float32)  # np.uint8(... * 255)
-    rows = torch.arange(2, h, device=x.device).reshape(1, h - 2, 1)
-    cols = torch.arange(2, w, device=x.device).reshape(1, 1, w - 2)
-    base = torch.arange(h * w, device=x.device).reshape(1, h, w).expand(n, h, w).clone()
+    dev = x.device
+    blurred = gaussian_filter(torch.round(x * 255.0).to(torch.float64).div_(255.0), sigma, mode="nearest")
+    img = blurred.mul_(255.0).floor_().clamp_(0.0, 255.0).reshape(-1)  # np.uint8(... * 255), kept float64
+    # one flat source index per value: image-channel plane offset + source pixel (the pixel itself where
+    # no move applies); each round is one index_select (the sequential loop = a simultaneous gather)
+    rows = torch.arange(2, h, device=dev, dtype=torch.int32).reshape(1, h - 2, 1)
+    cols = torch.arange(2, w, device=dev, dtype=torch.int32).reshape(1, 1, w - 2)
+    planes = (torch.arange(n * c, device=dev, dtype=torch.int32) * (h * w)).reshape(n, c, 1, 1)
+    ident = torch.arange(h * w, device=dev, dtype=torch.int32).reshape(1, h, w)
     for it in range(iterations):
-        dx = moves[:, it, 0].to(x.device)
-        dy = moves[:, it, 1].to(x.device)
-        src = base.clone()
-        src[:, 2:, 2:] = (rows + dy) * w + (cols + dx)
-        flat = img.reshape(n, c, h * w)
-        img = torch.gather(flat, 2, src.reshape(n, 1, h * w).expand(n, c, h * w)).reshape(n, c, h, w)
-    out = gaussian_filter(img.to(torch.float64) / 255.0, sigma, mode="nearest")
-    return out.clamp(0.0, 1.0) * 255.0
+        src = ident.expand(n, h, w).clone()
+        mv = moves[:, it].to(device=dev, dtype=torch.int32)
+        src[:, 2:, 2:] = (rows + mv[:, 1]) * w + (cols + mv[:, 0])
+        img = img.index_select(0, (src.unsqueeze(1) + planes).reshape(-1))
+    out = gaussian_filter(img.reshape(n, c, h, w).div_(255.0), sigma, mode="nearest")
+    return out.clamp_(0.0, 1.0).mul_(255.0)
+
+
+def _glass_moves(rng: ImageRNG, iterations: int, h: int, w: int) -> Tensor:
+    """The reference's ``randint(-1, 1)`` moves, 31 per 32-bit draw: ``(N, iterations, 2, h-2, w-2)``.
+
+    Each move is ``-1`` or ``0`` with probability 1/2, independently: one bit of a uniform 31-bit integer
+    (``torch.randint(0, 2**31)`` takes one 32-bit Mersenne Twister output), so the stream supplies 31 moves
+    per draw instead of one.
+    """
+    count = iterations * 2 * (h - 2) * (w - 2)
+    words = rng.randint(0, 1 << 31, (-(-count // 31),)).to(torch.int32)
+    shifts = torch.arange(31, dtype=torch.int32, device=words.device).reshape(1, 31, 1)
+    bits = torch.bitwise_and(torch.bitwise_right_shift(words.unsqueeze(1), shifts), 1)  # (N, 31, words)
+    return bits.reshape(rng.n, -1)[:, :count].neg_().reshape(rng.n, iterations, 2, h - 2, w - 2)
 
 
 def glass_blur(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
@@ -138,8 +155,7 @@ def glass_blur(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     _check_x(x)
     _, _, iterations = GLASS_PARAMS[severity - 1]
     h, w = x.shape[2], x.shape[3]
-    moves = rng.randint(-1, 1, (iterations, 2, h - 2, w - 2))
-    return glass_blur_given(x, severity, moves)
+    return glass_blur_given(x, severity, _glass_moves(rng, iterations, h, w))
 
 
 # -------------------------------------------------------------------------------------------- motion blur
