@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -121,9 +122,11 @@ def distance_transform_l2_5(img: Tensor) -> Tensor:
     value is the same chain of float32 additions OpenCV makes.  The candidates from the rows above
     (below) are computed for a whole row at once, the left-to-right (right-to-left) dependency within a
     row column by column, as OpenCV does.  The batch is the innermost (contiguous) dimension of the
-    work array, so each column step is one short vector operation over all images; ``min(u, v) + w``
-    equals ``min(u + w, v + w)`` in floating point (rounding is monotone), which lets the row pass
-    share the pair minima of the rows above.
+    work array, so each column step is one short vector operation over all images; it runs in numpy on
+    the CPU (a column step costs about a microsecond there, several in torch; the input is copied to
+    the CPU and the result back to ``img``'s device).  ``min(u, v) + w`` equals ``min(u + w, v + w)``
+    in floating point (rounding is monotone), which lets the row pass share the pair minima of the rows
+    above.  Pixels with no zero pixel in their image get ``1e30``.
 
     Examples
     --------
@@ -133,53 +136,53 @@ def distance_transform_l2_5(img: Tensor) -> Tensor:
     [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     """
     n, h, w = img.shape
-    dev = img.device
-    f32 = torch.float32
-    a, b, c = (torch.tensor(v, dtype=f32, device=dev) for v in (_A, _B, _C))
+    f32 = np.float32
+    a, b, c = f32(_A), f32(_B), f32(_C)
     p = 2
     # t[r, j] is the (n,) vector of all images' values at padded row r, column j
-    t = torch.empty((h + 2 * p, w + 2 * p, n), dtype=f32, device=dev)
+    t = np.empty((h + 2 * p, w + 2 * p, n), dtype=f32)
     for border in (t[:p], t[h + p :], t[p : h + p, :p], t[p : h + p, w + p :]):
-        border.fill_(_FAR)
+        border.fill(_FAR)
     # pair minima of each finished row: pm1[r, j] = min(t[r, j - 1], t[r, j + 1]), pm2 likewise for j -+ 2
-    pm1 = torch.empty((h + 2 * p, w, n), dtype=f32, device=dev)
-    pm2 = torch.empty((h + 2 * p, w, n), dtype=f32, device=dev)
+    pm1 = np.empty((h + 2 * p, w, n), dtype=f32)
+    pm2 = np.empty((h + 2 * p, w, n), dtype=f32)
     for pm in (pm1, pm2):
-        pm[:p].fill_(_FAR)
-        pm[h + p :].fill_(_FAR)
-    zero = (img == 0).permute(1, 2, 0).contiguous()
-    cand = torch.empty((w, n), dtype=f32, device=dev)
-    tmp = torch.empty((w, n), dtype=f32, device=dev)
-    step = torch.empty((n,), dtype=f32, device=dev)
-    cand_cols = cand.unbind(0)
+        pm[:p].fill(_FAR)
+        pm[h + p :].fill(_FAR)
+    # 0 at the zero pixels, 1 elsewhere: cand * keep sets the zero pixels' candidates to 0 (FAR * 0 == 0)
+    keep = (img != 0).to(device="cpu", dtype=torch.float32).permute(1, 2, 0).contiguous().numpy()
+    cand = np.empty((w, n), dtype=f32)
+    tmp = np.empty((w, n), dtype=f32)
+    step = np.empty((n,), dtype=f32)
+    cand_cols = list(cand)
 
     def from_rows(r1: int, r2: int) -> None:
         # cand = min(t[r1] + a, pm1[r1] + b, min(pm1[r2], pm2[r1]) + c): the 7 (8) mask taps of OpenCV
-        torch.add(t[r1, p : p + w], a, out=cand)
-        torch.add(pm1[r1], b, out=tmp)
-        torch.minimum(cand, tmp, out=cand)
-        torch.minimum(pm1[r2], pm2[r1], out=tmp)
-        tmp.add_(c)
-        torch.minimum(cand, tmp, out=cand)
+        np.add(t[r1, p : p + w], a, out=cand)
+        np.add(pm1[r1], b, out=tmp)
+        np.minimum(cand, tmp, out=cand)
+        np.minimum(pm1[r2], pm2[r1], out=tmp)
+        np.add(tmp, c, out=tmp)
+        np.minimum(cand, tmp, out=cand)
 
     def along_row(r: int, cols: range, prev: int) -> None:
-        row = t[r].unbind(0)
-        row[p + cols[0]].copy_(cand_cols[cols[0]])
+        row = list(t[r])
+        row[p + cols[0]][...] = cand_cols[cols[0]]
         for j in cols[1:]:
-            torch.add(row[p + j + prev], a, out=step)
-            torch.minimum(cand_cols[j], step, out=row[p + j])
-        torch.minimum(t[r, p - 1 : p - 1 + w], t[r, p + 1 : p + 1 + w], out=pm1[r])
-        torch.minimum(t[r, p - 2 : p - 2 + w], t[r, p + 2 : p + 2 + w], out=pm2[r])
+            np.add(row[p + j + prev], a, out=step)
+            np.minimum(cand_cols[j], step, out=row[p + j])
+        np.minimum(t[r, p - 1 : p - 1 + w], t[r, p + 1 : p + 1 + w], out=pm1[r])
+        np.minimum(t[r, p - 2 : p - 2 + w], t[r, p + 2 : p + 2 + w], out=pm2[r])
 
     for y in range(h):  # forward pass: rows above, then left to right
         from_rows(y + p - 1, y + p - 2)
-        cand.masked_fill_(zero[y], 0.0)
+        np.multiply(cand, keep[y], out=cand)
         along_row(y + p, range(w), -1)
     for y in range(h - 1, -1, -1):  # backward pass: rows below and the forward value, then right to left
         from_rows(y + p + 1, y + p + 2)
-        torch.minimum(cand, t[y + p, p : p + w], out=cand)
+        np.minimum(cand, t[y + p, p : p + w], out=cand)
         along_row(y + p, range(w - 1, -1, -1), +1)
-    return t[p : p + h, p : p + w].permute(2, 0, 1).contiguous()
+    return torch.from_numpy(t)[p : p + h, p : p + w].permute(2, 0, 1).contiguous().to(img.device)
 
 
 def _pad_mirror(x: Tensor) -> Tensor:

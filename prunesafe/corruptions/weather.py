@@ -378,28 +378,32 @@ def spatter_given(x: Tensor, severity: int, layer: Tensor) -> Tensor:
     img = x.to(torch.float32)
     liquid = layer.to(device=x.device, dtype=torch.float64) * scale + loc
     liquid = gaussian_filter(liquid, sigma, mode="nearest")
-    liquid = torch.where(liquid < thresh, torch.zeros_like(liquid), liquid)
     if mud == 0:
+        liquid.masked_fill_(liquid < thresh, 0.0)
         # (liquid * 255).astype(np.uint8): truncation, and values >= 256 wrap around (numpy on x86)
-        liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0).to(torch.uint8)
+        liquid8 = torch.remainder(torch.floor_(liquid * 255.0), 256.0).to(torch.uint8)
         dist = _cv.distance_transform_l2_5(255 - _cv.canny(liquid8, 50, 150))
         dist = torch.clamp_(dist, max=20.0)  # THRESH_TRUNC at 20
-        dist = torch.floor(_cv.box3(dist).to(torch.float32))  # blur, astype(uint8)
+        dist = torch.floor_(_cv.box3(dist).to(torch.float32))  # blur, astype(uint8)
         dist = _cv.equalize_hist(dist)
         dist = _cv.filter3_u8(dist, _EMBOSS)
-        dist = _cv.box3_u8(dist).to(torch.float32)  # blur of a uint8 image rounds
-        m = liquid8.to(torch.float32) * dist
-        m = m / m.amax(dim=(1, 2), keepdim=True)
-        m = (m * intensity).unsqueeze(1)
+        # blur of a uint8 image rounds; liquid8 * blur is an exact integer (< 2^16), so int32 then float32
+        m = (_cv.box3_u8(dist) * liquid8).to(torch.float32)
+        top = m.amax(dim=(1, 2), keepdim=True)
+        m = m.div_(top).mul_(intensity).unsqueeze(1)
         colour = torch.tensor([175 / 255.0, 238 / 255.0, 238 / 255.0], dtype=torch.float32, device=x.device)
-        out = (img + m * colour.reshape(1, 3, 1, 1)).clamp(0.0, 1.0)
-        return torch.nan_to_num(out * 255.0, nan=0.0)  # 0/0 without liquid: np.uint8(nan) is 0
-    mask = (liquid > thresh).to(torch.float32)
-    mask = gaussian_filter(mask.to(torch.float64), intensity, mode="nearest").to(torch.float32)
-    mask = torch.where(mask < 0.8, torch.zeros_like(mask), mask).unsqueeze(1)
+        out = m * colour.reshape(1, 3, 1, 1)
+        out = out.add_(img).clamp_(0.0, 1.0).mul_(255.0)
+        dry = top.reshape(-1) == 0  # 0/0 without liquid: NaN in the reference, np.uint8(nan) is 0
+        if bool(dry.any()):
+            out[dry] = 0.0
+        return out
+    mask = gaussian_filter((liquid > thresh).to(torch.float64), intensity, mode="nearest").to(torch.float32)
+    mask = mask.masked_fill_(mask < 0.8, 0.0).unsqueeze(1)
     colour = torch.tensor([63 / 255.0, 42 / 255.0, 20 / 255.0], dtype=torch.float32, device=x.device)
-    out = img * (1 - mask) + colour.reshape(1, 3, 1, 1) * mask
-    return out.clamp(0.0, 1.0) * 255.0
+    out = img * (1 - mask)
+    out += colour.reshape(1, 3, 1, 1) * mask
+    return out.clamp_(0.0, 1.0).mul_(255.0)
 
 
 def spatter(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
@@ -412,7 +416,8 @@ def spatter(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     torch.Size([2, 3, 32, 32])
     """
     _check_x(x)
-    layer = rng.randn((x.shape[2], x.shape[3]), dtype=torch.float64)
+    # float32 normal draws (a third of the float64 draws' cost); the filtering is done in float64
+    layer = rng.randn((x.shape[2], x.shape[3]), dtype=torch.float32)
     return spatter_given(x, severity, layer)
 
 
