@@ -233,18 +233,41 @@ def frost_given(x: Tensor, severity: int, textures: tuple[Tensor, ...], index: T
     """
     _check_x(x)
     a, b = FROST_PARAMS[severity - 1]
-    n, _, h, w = x.shape
-    crops = torch.empty((n, 3, h, w), dtype=torch.float32)
-    idx = index.cpu().tolist()
-    uu = u.to(torch.float64).cpu()
-    for k in range(n):
-        tex = textures[int(idx[k])]
-        th, tw = tex.shape[1], tex.shape[2]
-        r0 = math.floor(float(uu[k, 0]) * (th - h))
-        c0 = math.floor(float(uu[k, 1]) * (tw - w))
-        crops[k] = tex[:, r0 : r0 + h, c0 : c0 + w]
-    img = torch.round(x.to(torch.float32) * 255.0)
-    return (a * img + b * crops.to(x.device)).clamp(0.0, 255.0)
+    h, w = x.shape[2], x.shape[3]
+    windows, sizes = _texture_windows(textures, h, w, x.device, float(b))
+    idx = index.to(device=x.device, dtype=torch.int64)
+    th, tw = sizes[idx, 0], sizes[idx, 1]
+    if bool(((th < h) | (tw < w)).any()):
+        raise ValueError(f"every frost texture must be at least {h}x{w}, got sizes {sizes.tolist()}")
+    uu = u.to(device=x.device, dtype=torch.float64)
+    # the crop corner floor(u * (size - 32)) in float64, like math.floor(float(u) * (size - 32))
+    r0 = torch.floor(uu[:, 0] * (th - h).to(torch.float64)).to(torch.int64)
+    c0 = torch.floor(uu[:, 1] * (tw - w).to(torch.float64)).to(torch.int64)
+    out = torch.round_(x.to(torch.float32) * 255.0)
+    if a != 1:
+        out.mul_(a)
+    out += windows[idx, :, r0, c0]  # b * the (h, w) window at (r0, c0) of each image's texture
+    return out.clamp_(0.0, 255.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _texture_windows(
+    textures: tuple[Tensor, ...], h: int, w: int, device: torch.device, weight: float
+) -> tuple[Tensor, Tensor]:
+    """``weight *`` the textures, zero-padded to one size, as all their ``h x w`` windows (a view).
+
+    Returns the ``(T, 3, rows, cols, h, w)`` windows and the ``(T, 2)`` texture sizes.
+    """
+    if not textures or any(t.dim() != 3 or t.shape[0] != 3 for t in textures):
+        raise ValueError("textures must be a non-empty tuple of (3, h, w) tensors")
+    hm = max(h, *(int(t.shape[1]) for t in textures))
+    wm = max(w, *(int(t.shape[2]) for t in textures))
+    stack = torch.zeros((len(textures), 3, hm, wm), dtype=torch.float32)
+    for k, t in enumerate(textures):
+        stack[k, :, : t.shape[1], : t.shape[2]] = t.to(torch.float32).cpu()
+    stack *= weight  # the same float32 product b * crop as per pixel
+    sizes = torch.tensor([[int(t.shape[1]), int(t.shape[2])] for t in textures], dtype=torch.int64)
+    return stack.to(device).unfold(2, h, 1).unfold(3, w, 1), sizes.to(device)
 
 
 def frost(
@@ -263,9 +286,11 @@ def frost(
     """
     _check_x(x)
     textures = load_frost_textures(frost_dir)
-    index = rng.randint(0, 5, ())
-    u = rng.rand((2,), dtype=torch.float64)
-    return frost_given(x, severity, textures, index, u)
+    # one draw of three uniforms per image: the texture floor(5 u0) (uniform on 0..4 like randint(0, 5)),
+    # the crop position (u1, u2)
+    u = rng.rand((3,), dtype=torch.float64)
+    index = torch.floor(u[:, 0] * 5.0).to(torch.int64).clamp_(max=4)
+    return frost_given(x, severity, textures, index, u[:, 1:])
 
 
 # --------------------------------------------------------------------------------------------------- fog
