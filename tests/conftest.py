@@ -24,6 +24,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("PRUNESAFE_SHARED", REPO_ROOT.parent / "shared"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each xdist worker its share of the cores (``-n 2`` on 2 cores: one torch thread each).
+
+    Without this every worker starts as many intra-op threads as the machine has cores, so two workers
+    run four busy threads on two cores and the heavy model tests slow each other down.
+    """
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and workers.isdigit() and int(workers) > 0:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 

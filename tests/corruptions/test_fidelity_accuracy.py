@@ -35,7 +35,7 @@ def model(models_dir):
 
 def _accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
     with torch.no_grad():  # never torch.set_grad_enabled(False): it would leak into later tests of the worker
-        return float(evaluate(model, (images, labels), batch_size=1000)["acc"])
+        return float(evaluate(model, (images, labels), batch_size=250)["acc"])
 
 
 def test_accuracy_on_engine_output_matches_the_sample(model, cifar10_dir, cifar10c_sample_dir, shared_dir):

@@ -39,7 +39,7 @@ def test_checkpoint_accuracy_on_full_test_set(
     measured: float,
 ) -> None:
     model = load_weights(cifar_resnet(depth), models_dir / filename).eval()
-    result = evaluate(model, test_set, batch_size=1000)
+    result = evaluate(model, test_set, batch_size=250)
     assert result["n"] == 10000
     assert result["acc"] >= threshold
     # A wrong normalisation or shortcut costs far more than this tolerance.
