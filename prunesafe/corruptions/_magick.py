@@ -105,11 +105,35 @@ def motion_offsets(width: int, angle: Tensor) -> tuple[Tensor, Tensor]:
     return dx, dy
 
 
+_TAP_WEIGHTS: dict[tuple[tuple[float, ...], str], Tensor] = {}
+
+
+def _tap_weights(kernel: tuple[float, ...], rows: int, device: str) -> Tensor:
+    """The float32 kernel repeated for ``rows`` output pixels: ``embedding_bag``'s per-sample weights.
+
+    One tensor per kernel is kept (grown when a larger batch comes); a batch uses a contiguous prefix.
+    """
+    key = (kernel, device)
+    table = _TAP_WEIGHTS.get(key)
+    if table is None or table.shape[0] < rows:
+        table = (
+            torch.tensor(kernel, dtype=torch.float32, device=device).expand(rows, len(kernel)).contiguous()
+        )
+        if len(_TAP_WEIGHTS) >= 16:
+            _TAP_WEIGHTS.clear()
+        _TAP_WEIGHTS[key] = table
+    return table[:rows]
+
+
 def motion_blur(x: Tensor, radius: float, sigma: float, angle: Tensor) -> Tensor:
     """Motion-blur 8-bit images like ImageMagick: ``(N, C, H, W)`` values in 0..255 → rounded 0..255.
 
     ``x`` holds integer values (any float or integer dtype); ``angle`` is ``(N,)`` degrees, one per image.
-    Returns float32 integers in ``[0, 255]`` (what the reference decodes from ImageMagick's PNG).
+    Returns float32 integers in ``[0, 255]`` (what the reference decodes from ImageMagick's PNG), as an
+    ``(N, C, H, W)`` view of channels-last memory.
+
+    Every output pixel's ``width`` taps (edge-replicated source pixels) are summed in one
+    ``embedding_bag`` call over the NHWC pixel rows: weights in tap order, float32 accumulation.
 
     Examples
     --------
@@ -123,22 +147,24 @@ def motion_blur(x: Tensor, radius: float, sigma: float, angle: Tensor) -> Tensor
     n, c, h, w = x.shape
     if angle.shape != (n,):
         raise ValueError(f"angle must have shape ({n},), got {tuple(angle.shape)}")
+    dev = x.device
     kernel = motion_kernel(radius, sigma)
     width = len(kernel)
-    dx, dy = motion_offsets(width, angle.to(x.device))
-    # replicate the edge by the largest offset once; then every tap is one per-image shift of a fixed map
-    p = int(max(dx.abs().max(), dy.abs().max())) if width > 1 else 0
-    padded = torch.nn.functional.pad(x.to(torch.float32), (p, p, p, p), mode="replicate") if p else x.float()
-    hp, wp = h + 2 * p, w + 2 * p
-    q = padded.reshape(n, c, hp * wp)
-    base = (
-        (torch.arange(h, device=x.device) + p).reshape(h, 1) * wp + torch.arange(w, device=x.device) + p
-    ).reshape(1, h * w)
-    shifts = dy * wp + dx  # (N, width)
-    acc = torch.zeros((n, c, h * w), dtype=torch.float32, device=x.device)
-    for i in range(width):
-        idx = (base + shifts[:, i : i + 1]).reshape(n, 1, h * w).expand(n, c, h * w)
-        acc.add_(torch.gather(q, 2, idx), alpha=float(kernel[i]))
+    dx, dy = motion_offsets(width, angle.to(dev))
+    table = x.to(torch.float32).permute(0, 2, 3, 1).reshape(n * h * w, c)
+    # source row / column of every tap, edge replicated (ImageMagick's default virtual pixels)
+    i32 = torch.int32
+    rows = torch.arange(h, dtype=i32, device=dev).reshape(1, h, 1) + dy.to(i32).reshape(n, 1, width)
+    rows = (
+        rows.clamp_(0, h - 1)
+        .mul_(w)
+        .add_((torch.arange(n, dtype=i32, device=dev) * (h * w)).reshape(n, 1, 1))
+    )
+    cols = torch.arange(w, dtype=i32, device=dev).reshape(1, w, 1) + dx.to(i32).reshape(n, 1, width)
+    cols = cols.clamp_(0, w - 1)
+    index = (rows.reshape(n, h, 1, width) + cols.reshape(n, 1, w, width)).reshape(n * h * w, width)
+    weights = _tap_weights(tuple(kernel.astype(np.float32).tolist()), n * h * w, str(dev))
+    acc = torch.nn.functional.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
     quantum = torch.floor(acc * 257.0 + 0.5).clamp(0, 65535)
     eight = torch.floor(quantum * (1.0 / 257.0) + 1e-4)  # quantum // 257 (exact for integer quanta)
-    return eight.reshape(n, c, h, w)
+    return eight.reshape(n, h, w, c).permute(0, 3, 1, 2)
