@@ -311,38 +311,73 @@ def plasma_fractal(u: Tensor, wibbledecay: float, mapsize: int = 32) -> Tensor:
     >>> maps.shape, float(maps.min()), float(maps.max())
     (torch.Size([2, 32, 32]), 0.0, 1.0)
     """
-    if mapsize & (mapsize - 1):
-        raise ValueError(f"mapsize must be a power of two, got {mapsize}")
+    grid = _plasma_raw(u, wibbledecay, mapsize)
+    grid = grid - grid.amin(dim=(1, 2), keepdim=True)
+    return grid / grid.amax(dim=(1, 2), keepdim=True)
+
+
+def _plasma_raw(u: Tensor, wibbledecay: float, mapsize: int) -> Tensor:
+    """:func:`plasma_fractal` before the rescaling to ``[0, 1]`` (float64 ``(N, m, m)``)."""
+    if mapsize < 2 or mapsize & (mapsize - 1):
+        raise ValueError(f"mapsize must be a power of two >= 2, got {mapsize}")
     n = u.shape[0]
-    m = torch.zeros((n, mapsize, mapsize), dtype=torch.float64, device=u.device)
-    u = u.to(torch.float64)
+    need = sum(3 * (mapsize // step) ** 2 for step in _plasma_steps(mapsize))
+    if u.dim() != 2 or u.shape[1] < need:
+        raise ValueError(f"u must be (N, >= {need}) uniforms for mapsize {mapsize}, got {tuple(u.shape)}")
+    # every draw pre-scaled by its level's wibble**2 (the reference's wibble * uniform(-wibble, wibble))
+    noise = u[:, :need].to(torch.float64) * _plasma_scale(mapsize, float(wibbledecay), str(u.device))
+    grid = torch.zeros((n, 1, 1), dtype=torch.float64, device=u.device)  # the corners of the current level
     pos = 0
-    step = mapsize
-    wibble = 100.0
-
-    def take(k: int) -> Tensor:
-        nonlocal pos
-        block = u[:, pos : pos + k * k].reshape(n, k, k)
-        pos += k * k
-        return block
-
-    while step >= 2:
-        half = step // 2
+    for step in _plasma_steps(mapsize):
         k = mapsize // step
-        corner = m[:, 0::step, 0::step]
-        acc = corner + torch.roll(corner, shifts=-1, dims=1)
-        acc = acc + torch.roll(acc, shifts=-1, dims=2)
-        m[:, half::step, half::step] = acc / 4 + wibble * (wibble * take(k))
-        dr = m[:, half::step, half::step]
-        ul = m[:, 0::step, 0::step]
-        lt = (dr + torch.roll(dr, 1, dims=1)) + (ul + torch.roll(ul, -1, dims=2))
-        m[:, 0::step, half::step] = lt / 4 + wibble * (wibble * take(k))
-        tt = (dr + torch.roll(dr, 1, dims=2)) + (ul + torch.roll(ul, -1, dims=1))
-        m[:, half::step, 0::step] = tt / 4 + wibble * (wibble * take(k))
+        blocks = noise[:, pos : pos + 3 * k * k].reshape(n, 3, k, k)
+        pos += 3 * k * k
+        # g[i + 1] and g[j + 1] wrap around: the grid padded periodically by one row and column
+        g = _wrap(grid, (0, 1, 0, 1))
+        down = g[:, :-1, :] + g[:, 1:, :]  # g[i, j] + g[i + 1, j], for j = 0..k
+        # the diamond step, new points (2i + 1, 2j + 1): mean of the 4 corners plus noise
+        centre = torch.add(blocks[:, 0], down[:, :, :-1] + down[:, :, 1:], alpha=0.25)
+        c = _wrap(centre, (1, 0, 1, 0))
+        # the square step: (2i, 2j + 1) from centres (i - 1, j), (i, j) and corners (i, j), (i, j + 1);
+        # (2i + 1, 2j) from centres (i, j - 1), (i, j) and corners (i, j), (i + 1, j)
+        left = (centre + c[:, :-1, 1:]) + (g[:, :-1, :-1] + g[:, :-1, 1:])
+        left = torch.add(blocks[:, 1], left, alpha=0.25)
+        top = torch.add(blocks[:, 2], (centre + c[:, 1:, :-1]) + down[:, :, :-1], alpha=0.25)
+        new = torch.empty((n, 2 * k, 2 * k), dtype=torch.float64, device=u.device)
+        new[:, 0::2, 0::2] = grid
+        new[:, 0::2, 1::2] = left
+        new[:, 1::2, 0::2] = top
+        new[:, 1::2, 1::2] = centre
+        grid = new
+    return grid
+
+
+def _wrap(grid: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
+    """Periodic padding of ``(N, k, k)`` grids by one row and one column (a 1 x 1 grid repeats)."""
+    if grid.shape[-1] == 1:
+        return grid.expand(grid.shape[0], 2, 2)
+    return torch.nn.functional.pad(grid, pad, mode="circular")
+
+
+def _plasma_steps(mapsize: int) -> list[int]:
+    """The diamond-square step sizes ``mapsize, mapsize / 2, ..., 2``."""
+    steps = []
+    step = mapsize
+    while step >= 2:
+        steps.append(step)
         step //= 2
+    return steps
+
+
+@functools.lru_cache(maxsize=32)
+def _plasma_scale(mapsize: int, wibbledecay: float, device: str) -> Tensor:
+    """``wibble**2`` for every uniform the diamond-square consumes (``wibble`` = 100, / decay per level)."""
+    scale = []
+    wibble = 100.0
+    for step in _plasma_steps(mapsize):
+        scale += [wibble * wibble] * (3 * (mapsize // step) ** 2)
         wibble /= wibbledecay
-    m = m - m.amin(dim=(1, 2), keepdim=True)
-    return m / m.amax(dim=(1, 2), keepdim=True)
+    return torch.tensor(scale, dtype=torch.float64, device=device)
 
 
 def fog_given(x: Tensor, severity: int, u: Tensor) -> Tensor:
@@ -358,12 +393,17 @@ def fog_given(x: Tensor, severity: int, u: Tensor) -> Tensor:
     _check_x(x)
     a, decay = FOG_PARAMS[severity - 1]
     img = x.to(torch.float32)
+    h, w = x.shape[2], x.shape[3]
     max_val = img.amax(dim=(1, 2, 3), keepdim=True)
-    plasma = (
-        plasma_fractal(u.to(x.device), decay)[:, : x.shape[2], : x.shape[3]].unsqueeze(1).to(torch.float32)
-    )
-    out = (img + a * plasma) * max_val / (max_val + a)
-    return out.clamp(0.0, 1.0) * 255.0
+    raw = _plasma_raw(u.to(x.device), decay, 32)
+    low = raw.amin(dim=(1, 2), keepdim=True)
+    span = (raw.amax(dim=(1, 2), keepdim=True) - low).to(torch.float32).unsqueeze(1)
+    # (x + a * plasma) * max / (max + a) * 255 as x * s + (raw - low) * (a * s / span),
+    # s = 255 * max / (max + a), plasma = (raw - low) / span
+    s = max_val * 255.0 / (max_val + a)
+    out = img * s
+    out += (raw[:, :h, :w] - low).unsqueeze(1).to(torch.float32) * (a * s / span)
+    return out.clamp_(0.0, 255.0)
 
 
 def fog(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
