@@ -29,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 from torch import Tensor
@@ -76,18 +77,63 @@ def shot_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     return (counts / c).clamp_(0.0, 1.0).mul_(255.0)
 
 
+def _impulse_flips(rng: ImageRNG, numel: int, amount: float, sigmas: float = 12.0) -> tuple[Tensor, Tensor]:
+    """Which of ``numel`` values per image flip (probability ``amount`` each) and whether to 1 or to 0.
+
+    Returns ``(position, salt)``, both ``(N, K)``: the flat positions of the flipped values in increasing
+    order (entries ``>= numel`` are unused) and one fair bit per flip (True: salt, 1).  The gaps between
+    flips are drawn by inversion, ``floor(log(1 - u) / log(1 - amount))`` (geometric: the number of kept
+    values before the next flip), so an image consumes about ``2 * numel * amount`` uniforms instead of
+    ``numel``; the salt bits come 31 per 32-bit draw.  ``K`` covers ``numel`` with a ``sigmas``-sigma
+    margin; an image whose flips fall short (never seen at 12) continues its own stream until covered.
+    """
+    sd = math.sqrt(numel * amount * (1.0 - amount))
+    k = max(1, math.ceil(numel * amount + sigmas * sd + 16.0))
+    scale = 1.0 / math.log1p(-amount)
+    u = rng.rand((k,), torch.float32)
+    gaps = torch.log1p(-u.to(torch.float64)).mul_(scale).floor_().to(torch.int64)
+    position = gaps.add_(1).cumsum(1).sub_(1)
+    longer = {}
+    for row in (position[:, -1] < numel).nonzero().flatten().tolist():  # extend this image's own stream
+        parts = [position[row]]
+        while int(parts[-1][-1]) < numel:
+            u_more = torch.rand((k,), generator=rng.generator(row), dtype=torch.float32).to(u.device)
+            extra = torch.log1p(-u_more.to(torch.float64)).mul_(scale).floor_().to(torch.int64)
+            parts.append(extra.add_(1).cumsum(0).add_(parts[-1][-1]))
+        longer[row] = torch.cat(parts)
+    if longer:
+        width = max(seq.numel() for seq in longer.values())
+        wide = torch.full((rng.n, width), numel, dtype=torch.int64, device=position.device)
+        wide[:, :k] = position
+        for row, seq in longer.items():
+            wide[row, : seq.numel()] = seq
+        position = wide
+    words = rng.randint(0, 1 << 31, (-(-position.shape[1] // 31),)).to(torch.int32)
+    # flip j takes bit j % 31 of word j // 31: independent of how many words the batch draws
+    shifts = torch.arange(31, dtype=torch.int32, device=words.device)
+    bits = torch.bitwise_and(torch.bitwise_right_shift(words.unsqueeze(-1), shifts), 1)
+    salt = bits.reshape(rng.n, -1)[:, : position.shape[1]].bool()
+    return position, salt
+
+
 def impulse_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     """Salt-and-pepper noise as ``skimage.util.random_noise(mode="s&p", amount=c)``.
 
     Every value (pixel and channel independently) is replaced with probability ``c``; a replaced value is
-    1 (salt) or 0 (pepper) with probability 1/2 each.
+    1 (salt) or 0 (pepper) with probability 1/2 each -- the joint law of skimage's two Bernoulli draws.
+    The flipped positions are drawn as geometric gaps (:func:`_impulse_flips`): the same law as one
+    Bernoulli per value, with about ``2 c`` as many random numbers.
     """
     c = IMPULSE_NOISE[severity - 1]
-    # one uniform per value: u < c flips it (probability c); given a flip, u < c / 2 (salt) has probability
-    # 1/2, independent of everything else -- the same joint law as skimage's two Bernoulli draws
-    u = rng.rand(tuple(x.shape[1:]))
-    out = torch.where(u < c, (u < 0.5 * c).to(x.dtype), x)
-    return out.mul_(255.0)
+    n = x.shape[0]
+    numel = x[0].numel()
+    position, salt = _impulse_flips(rng, numel, c)
+    position, salt = position.to(x.device), salt.to(x.device)
+    keep = position < numel
+    flat = position + torch.arange(n, device=x.device).reshape(n, 1) * numel
+    out = torch.mul(x, 255.0, out=torch.empty(x.shape, dtype=x.dtype, device=x.device))  # contiguous
+    out.view(-1)[flat[keep]] = salt[keep].to(x.dtype).mul_(255.0)
+    return out
 
 
 def speckle_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:

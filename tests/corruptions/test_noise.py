@@ -69,3 +69,37 @@ def test_shot_noise_keeps_black_black_and_is_unbiased_on_grey():
     lam = 50 * 128 / 255
     assert abs(y.std() / 255 - np.sqrt(lam) / 50) < 0.002
     assert abs(y.mean() - (128 - 0.5)) < 0.5
+
+
+@pytest.mark.parametrize("sigmas", [12.0, -6.0])  # -6: almost every image must extend its own stream
+def test_impulse_flip_positions_are_iid_bernoulli(sigmas):
+    """The geometric-gap sampler vs the law of one Bernoulli(c) per value (scipy.stats as the reference)."""
+    import torch
+    from scipy import stats
+
+    from prunesafe.corruptions._random import ImageRNG
+    from prunesafe.corruptions.noise import _impulse_flips
+
+    numel, c, n = 3072, 0.07, 300
+    position, salt = _impulse_flips(ImageRNG(0, "impulse_noise", 5, range(n)), numel, c, sigmas=sigmas)
+    keep = position < numel
+    assert bool((position[:, -1] >= numel).all())  # every image is covered to its last value
+    steps = position.diff(dim=1)[keep[:, 1:]]
+    assert bool((steps >= 1).all())  # strictly increasing: no value flipped twice
+    flips = int(keep.sum())
+    expected, sd = n * numel * c, np.sqrt(n * numel * c * (1 - c))
+    assert abs(flips - expected) < 5 * sd, (flips, expected)
+    assert abs(int(salt[keep].sum()) - flips / 2) < 5 * np.sqrt(flips / 4)
+    # gaps between consecutive flips (and before the first) follow the geometric law of the kept run
+    first = position[:, :1]
+    gaps = torch.cat([first, position.diff(dim=1) - 1], dim=1)[keep].numpy()
+    ks = np.arange(0, 60)
+    observed = np.array([(gaps == k).sum() for k in ks] + [(gaps >= 60).sum()])
+    pmf = stats.geom.pmf(ks + 1, c)  # scipy's geom counts trials to the first success (k + 1)
+    probs = np.append(pmf, 1 - pmf.sum())
+    chi2 = (((observed - probs * gaps.size) ** 2) / (probs * gaps.size)).sum()
+    assert chi2 < stats.chi2.ppf(0.999, len(probs) - 1), chi2
+    # the same key gives the same flips; another image index gives others
+    again, again_salt = _impulse_flips(ImageRNG(0, "impulse_noise", 5, [7]), numel, c, sigmas=sigmas)
+    np.testing.assert_array_equal(again[0][again[0] < numel], position[7][keep[7]])
+    np.testing.assert_array_equal(again_salt[0][again[0] < numel], salt[7][keep[7]])
