@@ -63,6 +63,100 @@ def test_canny_distance_equalize_match_opencv4(golden):
     np.testing.assert_array_equal(eq, golden["equalized"])
 
 
+def _opencv_chamfer_5x5(img: np.ndarray) -> np.ndarray:
+    """OpenCV's ``distanceTransform_5x5`` (DIST_L2, mask 5) transcribed pixel by pixel in float32."""
+    a, b, c = np.float32(1.0), np.float32(1.4), np.float32(2.1969)
+    h, w = img.shape
+    t = np.full((h + 4, w + 4), np.float32(np.inf), dtype=np.float32)
+    for i in range(2, h + 2):  # forward pass: the upper half of the mask and the left neighbour
+        for j in range(2, w + 2):
+            if img[i - 2, j - 2] == 0:
+                t[i, j] = 0
+                continue
+            t[i, j] = min(
+                t[i - 2, j - 1] + c, t[i - 2, j + 1] + c, t[i - 1, j - 2] + c, t[i - 1, j - 1] + b,
+                t[i - 1, j] + a, t[i - 1, j + 1] + b, t[i - 1, j + 2] + c, t[i, j - 1] + a,
+            )  # fmt: skip
+    for i in range(h + 1, 1, -1):  # backward pass: the lower half and the right neighbour
+        for j in range(w + 1, 1, -1):
+            t[i, j] = min(
+                t[i, j], t[i + 2, j + 1] + c, t[i + 2, j - 1] + c, t[i + 1, j + 2] + c, t[i + 1, j + 1] + b,
+                t[i + 1, j] + a, t[i + 1, j - 1] + b, t[i + 1, j - 2] + c, t[i, j + 1] + a,
+            )  # fmt: skip
+    return t[2:-2, 2:-2]
+
+
+def test_distance_transform_equals_opencvs_two_passes_on_random_masks():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(1, 12), st.integers(1, 24), st.floats(0.0, 0.3), st.integers(0, 2**31 - 1))
+    def check(h: int, w: int, density: float, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        img = np.where(rng.random((3, h, w)) < density, 0, 255).astype(np.uint8)
+        img[:, rng.integers(h), rng.integers(w)] = 0  # every image has a zero pixel
+        mine = _cv.distance_transform_l2_5(torch.from_numpy(img)).numpy()
+        for k in range(3):  # bit for bit: the same float32 sums, not just close
+            np.testing.assert_array_equal(mine[k], _opencv_chamfer_5x5(img[k]))
+
+    check()
+
+
+def test_distance_transform_keeps_opencvs_float32_rounding_far_from_the_edges():
+    # one zero pixel per image: distances up to ~40, sums of many float32 steps.  The result must be
+    # OpenCV's chain of float32 additions, which here differs from the same paths summed exactly in
+    # float64 and rounded once -- so the check can tell the two apart.
+    img = np.full((3, 32, 32), 255, np.uint8)
+    img[0, 0, 0] = img[1, 31, 5] = img[2, 13, 20] = 0
+    mine = _cv.distance_transform_l2_5(torch.from_numpy(img)).numpy()
+    exact_rounded_once = []
+    for k in range(3):
+        ref = _opencv_chamfer_5x5(img[k])
+        np.testing.assert_array_equal(mine[k], ref)
+        with np.errstate(over="ignore"):
+            exact_rounded_once.append(_opencv_chamfer_5x5_f64(img[k]).astype(np.float32))
+    assert (mine != np.stack(exact_rounded_once)).any()
+
+
+def _opencv_chamfer_5x5_f64(img: np.ndarray) -> np.ndarray:
+    """The same two passes with float64 sums of the float32 weights (an almost exact path length)."""
+    a, b, c = (float(np.float32(v)) for v in (1.0, 1.4, 2.1969))
+    h, w = img.shape
+    t = np.full((h + 4, w + 4), np.inf)
+    for i in range(2, h + 2):
+        for j in range(2, w + 2):
+            t[i, j] = 0 if img[i - 2, j - 2] == 0 else min(
+                t[i - 2, j - 1] + c, t[i - 2, j + 1] + c, t[i - 1, j - 2] + c, t[i - 1, j - 1] + b,
+                t[i - 1, j] + a, t[i - 1, j + 1] + b, t[i - 1, j + 2] + c, t[i, j - 1] + a,
+            )  # fmt: skip
+    for i in range(h + 1, 1, -1):
+        for j in range(w + 1, 1, -1):
+            t[i, j] = min(
+                t[i, j], t[i + 2, j + 1] + c, t[i + 2, j - 1] + c, t[i + 1, j + 2] + c, t[i + 1, j + 1] + b,
+                t[i + 1, j] + a, t[i + 1, j - 1] + b, t[i + 1, j - 2] + c, t[i, j + 1] + a,
+            )  # fmt: skip
+    return t[2:-2, 2:-2]
+
+
+def _reflect101(img: np.ndarray) -> np.ndarray:
+    return np.pad(img, ((0, 0), (1, 1), (1, 1)), mode="reflect")  # numpy's reflect is OpenCV's REFLECT_101
+
+
+def test_box_and_emboss_filters_follow_opencvs_definitions():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (4, 7, 9)).astype(np.int64)
+    p = _reflect101(img)
+    sums = sum(p[:, i : i + 7, j : j + 9] for i in range(3) for j in range(3))
+    np.testing.assert_allclose(_cv.box3(torch.from_numpy(img)).numpy(), sums / 9.0, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(_cv.box3_u8(torch.from_numpy(img)).numpy(), np.floor(sums / 9.0 + 0.5))
+    k = [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]
+    emb = sum(k[i][j] * p[:, i : i + 7, j : j + 9] for i in range(3) for j in range(3))
+    np.testing.assert_array_equal(_cv.filter3_u8(torch.from_numpy(img), k).numpy(), np.clip(emb, 0, 255))
+    with pytest.raises(ValueError, match="at least 2x2"):
+        _cv.box3(torch.zeros(1, 1, 5))
+
+
 def test_snow_matches_reference_golden(golden):
     d = draws(0)
     x = _nchw(d["images"])
@@ -203,6 +297,40 @@ def test_frost_dir_from_environment_variable(frost_dir, monkeypatch):
     np.testing.assert_array_equal(
         corrupt(x, "frost", 2, seed=5), corrupt(x, "frost", 2, seed=5, frost_dir=frost_dir)
     )
+
+
+def test_frost_given_rejects_textures_smaller_than_the_image():
+    small = tuple(torch.zeros(3, 20, 40) for _ in range(5))
+    with pytest.raises(ValueError, match="at least 32x32"):
+        W.frost_given(torch.zeros(1, 3, 32, 32), 1, small, torch.tensor([0]), torch.zeros(1, 2))
+
+
+def test_frost_texture_choice_is_uniform_over_the_five_textures(frost_dir):
+    # frost draws one uniform u per image for the texture (floor(5 u)); the reference: randint(0, 5)
+    n = 5000
+    calls = []
+    orig = W.frost_given
+
+    def spy(x, severity, textures, index, u):
+        calls.append(index)
+        return orig(x, severity, textures, index, u)
+
+    W.frost_given = spy  # type: ignore[assignment]
+    try:
+        W.frost(torch.zeros(n, 3, 32, 32), 1, ImageRNG(0, "frost", 1, indices=range(n)), frost_dir=frost_dir)
+    finally:
+        W.frost_given = orig  # type: ignore[assignment]
+    counts = np.bincount(calls[0].numpy(), minlength=5)
+    assert counts.size == 5
+    chi2 = float(((counts - n / 5) ** 2 / (n / 5)).sum())
+    assert chi2 < 18.5, counts  # chi-square, 4 degrees of freedom: p = 0.001
+
+
+def test_plasma_fractal_rejects_too_few_uniforms():
+    with pytest.raises(ValueError, match="1023"):
+        W.plasma_fractal(torch.zeros(2, 1000, dtype=torch.float64), 2.0)
+    with pytest.raises(ValueError, match="power of two"):
+        W.plasma_fractal(torch.zeros(2, 1023, dtype=torch.float64), 2.0, mapsize=24)
 
 
 # ------------------------------------------------------------------------------------ vs the sample
