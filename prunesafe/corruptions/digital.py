@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prunesafe.corruptions._ndimage import to_reference_f64
+from prunesafe.corruptions._ndimage import floor_safe_f32, to_reference_f64
 from prunesafe.corruptions._registry import register_corruption
 
 __all__ = [
@@ -104,6 +104,33 @@ def hsv_to_rgb(hsv: Tensor) -> Tensor:
     return torch.stack((r, g, b), dim=1)
 
 
+def _uint8_levels(x: Tensor) -> Tensor | None:
+    """``round(255 x)`` (float32) when every value is within 1e-3 of the uint8 grid, else None.
+
+    On the grid, :func:`~prunesafe.corruptions._ndimage.to_reference_f64` recovers exactly ``level / 255``,
+    so a table indexed by levels gives what the float64 formula gives.
+    """
+    v = x * 255.0
+    r = torch.round(v)
+    return r if float(v.sub_(r).abs_().max()) < 1e-3 else None
+
+
+@functools.lru_cache(maxsize=8)
+def _brightness_table(severity: int, device: str) -> Tensor:
+    """:func:`brightness`'s result for every (value level V, channel level X): float32, index ``256 V + X``.
+
+    The float64 formula of :func:`brightness` evaluated on ``level / 255``, cast with
+    :func:`~prunesafe.corruptions._ndimage.floor_safe_f32` (the uint8 truncation is unchanged).
+    """
+    c = BRIGHTNESS[severity - 1]
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    v, x64 = levels.reshape(256, 1), levels.reshape(1, 256)
+    v_new = (v + c).clamp_(0.0, 1.0)
+    safe_v = torch.where(v > 0, v, torch.ones_like(v))
+    out = ((1.0 - (v - x64) / safe_v) * v_new).clamp_(0.0, 1.0).mul_(255.0)
+    return floor_safe_f32(out).reshape(-1).to(device)
+
+
 def brightness(x: Tensor, severity: int, rng: Any) -> Tensor:
     """Raise the HSV value by ``c`` (clipped at 1); see the module docstring.
 
@@ -111,8 +138,14 @@ def brightness(x: Tensor, severity: int, rng: Any) -> Tensor:
     ``s * g = (v - x) / v``; computing that in float64 gives the reference's numbers (the maximum channel
     and the minimum channel bit for bit; the middle one up to the last bit) in a few passes instead of
     the full HSV round trip (:func:`rgb_to_hsv` / :func:`hsv_to_rgb`, kept for reference and tests).
+    Every channel's result depends only on its own level and the pixel's maximum, so 8-bit input is
+    one lookup per value in a 256 x 256 table of that formula (:func:`_brightness_table`).
     """
     c = BRIGHTNESS[severity - 1]
+    r = _uint8_levels(x)
+    if r is not None:
+        index = r.amax(dim=1, keepdim=True).mul_(256.0).add(r).to(torch.int32)
+        return _brightness_table(severity, str(x.device)).index_select(0, index.reshape(-1)).reshape(x.shape)
     x64 = to_reference_f64(x)
     v = x64.amax(dim=1, keepdim=True)
     v_new = (v + c).clamp_(0.0, 1.0)
@@ -121,14 +154,52 @@ def brightness(x: Tensor, severity: int, rng: Any) -> Tensor:
     return out.clamp_(0.0, 1.0).mul_(255.0)
 
 
+@functools.lru_cache(maxsize=8)
+def _saturate_tables(severity: int, device: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Per (max level V, min level M), index ``256 V + M``: ``v``, the divisor ``delta`` (1 for grey) and
+    the new saturation ``s'``, float64, exactly as :func:`saturate` computes them per pixel."""
+    c0, c1 = SATURATE[severity - 1]
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    v, mn = levels.reshape(256, 1).expand(256, 256), levels.reshape(1, 256).expand(256, 256)
+    delta = v - mn
+    s = torch.where(v == 0, torch.zeros_like(v), delta / torch.where(v == 0, torch.ones_like(v), v))
+    s_new = (s * c0 + c1).clamp_(0.0, 1.0)
+    divisor = torch.where(delta == 0, torch.ones_like(delta), delta)
+    return tuple(t.reshape(-1).contiguous().to(device) for t in (v, divisor, s_new))  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=4)
+def _level_differences(device: str) -> Tensor:
+    """``V / 255 - X / 255`` in float64 for every level pair, index ``256 V + X``."""
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    return (levels.reshape(256, 1) - levels.reshape(1, 256)).reshape(-1).to(device)
+
+
 def saturate(x: Tensor, severity: int, rng: Any) -> Tensor:
     """Scale and shift the HSV saturation: ``s * c0 + c1`` clipped to [0, 1].
 
     Per channel the reference's result is ``v * (1 - s' * g)`` with ``g = (v - x) / (max - min)``
     (hue kept); grey pixels have hue 0, i.e. ``g = (0, 1, 1)``, so ``c1 > 0`` tints them red exactly as
-    skimage does.  Computed in float64 in a few passes (see :func:`brightness`).
+    skimage does.  Computed in float64 in a few passes (see :func:`brightness`); for 8-bit input the
+    per-pixel ``v``, ``max - min`` and ``s'`` come from tables indexed by the (max, min) levels.
     """
     c0, c1 = SATURATE[severity - 1]
+    r = _uint8_levels(x)
+    if r is not None:
+        v_level, min_level = r.amax(dim=1, keepdim=True), r.amin(dim=1, keepdim=True)
+        pixel = v_level.mul(256.0).add_(min_level).to(torch.int32).reshape(-1)
+        n, _, h, w = x.shape
+        v, divisor, s_new = (
+            t.index_select(0, pixel).reshape(n, 1, h, w) for t in _saturate_tables(severity, str(x.device))
+        )
+        # v - x (float64, as the formula computes it) for every (V, X) level pair: one lookup per value
+        pair = r.add(v_level, alpha=256.0).to(torch.int32).reshape(-1)
+        g = _level_differences(str(x.device)).index_select(0, pair).reshape(x.shape).div_(divisor)
+        if c1 != 0.0:  # grey pixels (hue 0): g = (0, 1, 1); with c1 == 0 their s' is 0 and g does not matter
+            grey_g = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
+            g = torch.where(v_level == min_level, grey_g, g)
+        # 0 <= g <= 1 and 0 <= s' <= 1 (rounding is monotonic), so the result is in [0, 1]: no clamp needed
+        return g.mul_(s_new).neg_().add_(1.0).mul_(v).mul_(255.0)
     x64 = to_reference_f64(x)
     v = x64.amax(dim=1, keepdim=True)
     delta = v - x64.amin(dim=1, keepdim=True)

@@ -63,3 +63,22 @@ def test_jpeg_backends_agree_bit_for_bit(clean):
     x = torch.from_numpy(clean[:40]).permute(0, 3, 1, 2).float() / 255
     for s in (1, 5):
         assert torch.equal(jpeg_compression(x, s, None, backend="pil"), jpeg_compression(x, s, None))
+
+
+@pytest.mark.parametrize("name", ["brightness", "saturate"])
+def test_level_tables_give_the_float64_formula(clean, monkeypatch, name):
+    """The 8-bit fast path (tables indexed by levels) truncates exactly like the per-pixel float64 formula."""
+    import torch
+
+    from prunesafe.corruptions import digital
+
+    x = torch.from_numpy(clean[:64]).permute(0, 3, 1, 2).float() / 255
+    x[0, :, :4, :4] = 0.0  # black and white grey pixels (hue 0, v = 0 / v = 1)
+    x[1, :, :4, :4] = 1.0
+    fn = getattr(digital, name)
+    fast = [fn(x, s, None) for s in range(1, 6)]
+    monkeypatch.setattr(digital, "_uint8_levels", lambda _x: None)
+    for s, out in enumerate(fast, start=1):
+        ref = fn(x, s, None)
+        assert torch.equal(torch.floor(out), torch.floor(ref)), (name, s)
+        assert torch.allclose(out.double(), ref.double(), rtol=0, atol=1e-4), (name, s)
