@@ -319,7 +319,8 @@ def _jpeg_torchvision(img: Tensor, quality: int) -> Tensor | None:
             decoded = decode_jpeg(encoded)
     except (ImportError, RuntimeError, AttributeError):
         return None
-    return torch.stack(decoded)
+    # decode_jpeg returns CHW views of HWC buffers: stacking the HWC views is a plain copy
+    return torch.stack([im.permute(1, 2, 0) for im in decoded]).permute(0, 3, 1, 2)
 
 
 def jpeg_compression(x: Tensor, severity: int, rng: Any, *, backend: str = "auto") -> Tensor:
@@ -329,7 +330,8 @@ def jpeg_compression(x: Tensor, severity: int, rng: Any, *, backend: str = "auto
     reference's library); both give bit-identical images (tested).
     """
     quality = JPEG_QUALITY[severity - 1]
-    img = _to_uint8_levels(x).to(torch.uint8).cpu()
+    # nearest level; in float32 (what uint8 / 255 input needs exactly) unless the input is float64
+    img = torch.round(x * 255.0).clamp_(0.0, 255.0).to(torch.uint8).cpu()
     out = _jpeg_torchvision(img, quality) if backend in ("auto", "torchvision") else None
     if out is None:
         if backend == "torchvision":
