@@ -260,8 +260,8 @@ def _pil_resize(img: Tensor, n_out: int) -> Tensor:
     n_in = img.shape[-1]
     m = pil_box_matrix(n_in, n_out).to(device=img.device, dtype=img.dtype)
     half, unit = float(1 << 21), float(1 << 22)
-    tmp = torch.floor((img @ m.T + half) / unit).clamp_(0.0, 255.0)
-    return torch.floor((m @ tmp + half) / unit).clamp_(0.0, 255.0)
+    tmp = (img @ m.T).add_(half).mul_(1.0 / unit).floor_().clamp_(0.0, 255.0)  # / 2**22: exact either way
+    return (m @ tmp).add_(half).mul_(1.0 / unit).floor_().clamp_(0.0, 255.0)
 
 
 def _to_uint8_levels(x: Tensor) -> Tensor:
@@ -273,9 +273,10 @@ def pixelate(x: Tensor, severity: int, rng: Any) -> Tensor:
     c = PIXELATE[severity - 1]
     size = x.shape[-1]
     small = int(size * c)
-    img = _to_uint8_levels(x)
-    if _dyadic(size, small) and _dyadic(small, size):
-        img = img.to(torch.float32)
+    if _dyadic(size, small) and _dyadic(small, size):  # exact in float32, levels rounded in float32 too
+        img = torch.round(x.to(torch.float32) * 255.0)
+    else:
+        img = _to_uint8_levels(x)
     return _pil_resize(_pil_resize(img, small), size).to(torch.float32)
 
 
