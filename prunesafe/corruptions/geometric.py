@@ -216,10 +216,13 @@ def _warp_affine_cv(img: Tensor, inv: Tensor) -> Tensor:
     start = torch.round(m[:, :, 1].reshape(n, 2, 1, 1) * ys + m[:, :, 2].reshape(n, 2, 1, 1))
     q = torch.bitwise_right_shift(start.to(torch.int32) + 16 + delta, 5)  # (n, 2, h, w); shift = floor
     grid = torch.empty((n, h, w, 2), dtype=torch.float32, device=dev)
-    for k, size in enumerate((w, h)):
-        # grid_sample (align_corners=False) reads ((g + 1) * size - 1) / 2: g = (q / 32 + 0.5) * 2 / size - 1
-        coord = grid[..., k].copy_(_mirror_q(q[:, k], 32 * (size - 1)))
-        coord.mul_(1.0 / (16.0 * size)).add_(1.0 / size - 1.0)
+    # grid_sample (align_corners=False) reads ((g + 1) * size - 1) / 2: g = (q / 32 + 0.5) * 2 / size - 1
+    if h == w:  # both coordinates at once
+        grid.copy_(_mirror_q(q, 32 * (w - 1)).permute(0, 2, 3, 1)).mul_(1.0 / (16.0 * w)).add_(1.0 / w - 1.0)
+    else:
+        for k, size in enumerate((w, h)):
+            coord = grid[..., k].copy_(_mirror_q(q[:, k], 32 * (size - 1)))
+            coord.mul_(1.0 / (16.0 * size)).add_(1.0 / size - 1.0)
     return torch.nn.functional.grid_sample(
         img.to(torch.float32), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
@@ -291,9 +294,11 @@ def elastic_transform(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     _check_x(x)
     _, _, a = ELASTIC_PARAMS[severity - 1]
     h, w = x.shape[2], x.shape[3]
-    affine = rng.uniform(-a, a, (3, 2), dtype=torch.float64)
-    # float32 uniforms (24-bit resolution; one 32-bit draw each instead of two), mapped to [-1, 1) exactly
-    noise = rng.rand((2, h, w), torch.float32).to(torch.float64).mul_(2.0).sub_(1.0)
+    # one draw per image: 6 affine offsets and the 2 noise fields, float32 uniforms (24-bit resolution; one
+    # 32-bit Mersenne Twister output each instead of two), mapped to [-a, a) / [-1, 1) in float64
+    u = rng.rand((6 + 2 * h * w,), torch.float32).to(torch.float64).mul_(2.0).sub_(1.0)
+    affine = u[:, :6].reshape(-1, 3, 2) * a
+    noise = u[:, 6:].reshape(-1, 2, h, w)
     return elastic_given(x, severity, affine, noise)
 
 
