@@ -7,17 +7,23 @@ paths resolve as they do for a reader of this repository and files an example wr
 the checkout. A block whose info string is ``python no-run`` is shown to readers but not executed
 (reserved for GPU-scale or download examples).
 
+Each file starts from the same random state (``torch``, ``numpy`` and ``random`` seeded with 0), so
+an example's output does not depend on which tests ran before it in the same worker.
+
 A block that reads ``../shared`` needs that data: like every shared-data test it fails under
 ``CI=true`` when the data is missing and skips elsewhere.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from conftest import REPO_ROOT, SHARED_DIR, require_shared
 
 DOC_FILES = sorted([REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")])
@@ -90,6 +96,9 @@ def test_doc_examples_run(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.chdir(work)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
+    random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 -- the legacy global state an example may use
+    torch.manual_seed(0)
     for block in blocks:
         where = f"{path.relative_to(REPO_ROOT)}:{block.line}"
         try:
