@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from prunesafe.corruptions._ndimage import boundary_index
+
 __all__ = ["box3", "box3_u8", "canny", "distance_transform_l2_5", "equalize_hist", "filter3_u8"]
 
 _TG22 = int(0.4142135623730950488016887242097 * (1 << 15) + 0.5)
@@ -62,7 +64,9 @@ def canny(img: Tensor, low: float, high: float) -> Tensor:
     >>> canny(torch.zeros(2, 5, 5), 50, 150).shape
     torch.Size([2, 5, 5])
     """
-    _n, h, w = img.shape
+    n, h, w = img.shape
+    if n == 0:
+        return torch.zeros(img.shape, dtype=torch.uint8, device=img.device)
     # both 3x3 Sobel filters (replicated border), separable, in exact integer arithmetic (|d| <= 1020)
     p = torch.nn.functional.pad(img.to(torch.int16), (1, 1, 1, 1), mode="replicate")
     dx = _sum3(p[:, :, 2:] - p[:, :, :-2], 1, (1, 2, 1))
@@ -187,10 +191,17 @@ def distance_transform_l2_5(img: Tensor) -> Tensor:
 
 
 def _pad_mirror(x: Tensor) -> Tensor:
-    """Pad the last two dimensions by one pixel, ``BORDER_REFLECT_101`` (torch's ``reflect``)."""
-    if x.shape[-1] < 2 or x.shape[-2] < 2:
-        raise ValueError(f"images must be at least 2x2 for a mirrored border, got {tuple(x.shape[-2:])}")
-    return torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    """Pad the last two dimensions by one pixel, ``BORDER_REFLECT_101`` (torch's ``reflect``).
+
+    A dimension of length 1 is repeated instead (OpenCV's ``borderInterpolate`` maps every position of a
+    length-1 axis to 0).
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    if h >= 2 and w >= 2 and x.numel():
+        return torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    rows = boundary_index(torch.arange(-1, h + 1, device=x.device), h, "mirror")
+    cols = boundary_index(torch.arange(-1, w + 1, device=x.device), w, "mirror")
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def _box_sum3(p: Tensor) -> Tensor:
@@ -258,7 +269,7 @@ def equalize_hist(img: Tensor) -> Tensor:
     [[[0, 170], [170, 255]]]
     """
     n = img.shape[0]
-    flat = img.reshape(n, -1).to(torch.int64)
+    flat = img.reshape(n, img.shape[-2] * img.shape[-1]).to(torch.int64)
     total = flat.shape[1]
     hist = torch.zeros((n, 256), dtype=torch.int64, device=img.device)
     hist.scatter_add_(1, flat, torch.ones_like(flat))

@@ -153,8 +153,11 @@ def test_box_and_emboss_filters_follow_opencvs_definitions():
     k = [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]
     emb = sum(k[i][j] * p[:, i : i + 7, j : j + 9] for i in range(3) for j in range(3))
     np.testing.assert_array_equal(_cv.filter3_u8(torch.from_numpy(img), k).numpy(), np.clip(emb, 0, 255))
-    with pytest.raises(ValueError, match="at least 2x2"):
-        _cv.box3(torch.zeros(1, 1, 5))
+    # a length-1 axis: OpenCV maps every border position to its only pixel
+    row = rng.integers(0, 256, (2, 1, 6)).astype(np.int64)
+    p1 = np.pad(row, ((0, 0), (0, 0), (1, 1)), mode="reflect")
+    sums1 = 3 * sum(p1[:, :, j : j + 6] for j in range(3))
+    np.testing.assert_array_equal(_cv.box3_u8(torch.from_numpy(row)).numpy(), np.floor(sums1 / 9.0 + 0.5))
 
 
 def test_snow_matches_reference_golden(golden):
@@ -324,6 +327,15 @@ def test_frost_texture_choice_is_uniform_over_the_five_textures(frost_dir):
     assert counts.size == 5
     chi2 = float(((counts - n / 5) ** 2 / (n / 5)).sum())
     assert chi2 < 18.5, counts  # chi-square, 4 degrees of freedom: p = 0.001
+
+
+@pytest.mark.parametrize("severity", [1, 4])
+def test_empty_batch_gives_an_empty_batch(frost_dir, severity):
+    x = torch.zeros(0, 3, 32, 32)
+    for name in ("snow", "frost", "fog", "spatter"):
+        kw = {"frost_dir": frost_dir} if name == "frost" else {}
+        out = getattr(W, name)(x, severity, ImageRNG(0, name, severity, indices=[]), **kw)
+        assert out.shape == (0, 3, 32, 32), name
 
 
 def test_plasma_fractal_rejects_too_few_uniforms():
