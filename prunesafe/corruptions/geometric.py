@@ -113,7 +113,8 @@ def glass_blur_given(x: Tensor, severity: int, moves: Tensor) -> Tensor:
         )
     dev = x.device
     blurred = gaussian_filter(torch.round(x * 255.0).to(torch.float64).div_(255.0), sigma, mode="nearest")
-    img = blurred.mul_(255.0).floor_().clamp_(0.0, 255.0).reshape(-1)  # np.uint8(... * 255), kept float64
+    # np.uint8(... * 255), kept float64 (no clamp needed: a convex combination of [0, 1] values stays there)
+    img = blurred.mul_(255.0).floor_().reshape(-1)
     # one flat source index per value: image-channel plane offset + source pixel (the pixel itself where
     # no move applies); each round is one index_select (the sequential loop = a simultaneous gather)
     rows = torch.arange(2, h, device=dev, dtype=torch.int32).reshape(1, h - 2, 1)
