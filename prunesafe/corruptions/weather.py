@@ -168,10 +168,12 @@ def snow(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     torch.Size([2, 3, 32, 32])
     """
     _check_x(x)
-    # float32 normal draws (a third of the float64 draws' cost); the layer is processed in float64
-    layer = rng.randn((x.shape[2], x.shape[3]), dtype=torch.float32)
-    angle = rng.uniform(-135.0, -45.0, (), dtype=torch.float64)
-    return snow_given(x, severity, layer, angle)
+    # one call per image: H * W + 1 float32 normal draws (a third of the float64 draws' cost; the layer is
+    # processed in float64); the last one gives the angle U(-135, -45) as 90 Phi(z) - 135 (Phi(z) ~ U(0, 1))
+    h, w = x.shape[2], x.shape[3]
+    draws = rng.randn((h * w + 1,), dtype=torch.float32)
+    angle = torch.special.ndtr(draws[:, -1].to(torch.float64)) * 90.0 - 135.0
+    return snow_given(x, severity, draws[:, :-1].reshape(-1, h, w), angle)
 
 
 # ------------------------------------------------------------------------------------------------- frost

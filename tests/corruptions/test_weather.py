@@ -338,6 +338,28 @@ def test_empty_batch_gives_an_empty_batch(frost_dir, severity):
         assert out.shape == (0, 3, 32, 32), name
 
 
+def test_snow_angle_is_uniform_between_minus_135_and_minus_45():
+    # snow takes its angle from its last normal draw z as 90 Phi(z) - 135; the reference: uniform(-135, -45)
+    n = 4000
+    seen = []
+    orig = W.snow_given
+
+    def spy(x, severity, layer, angle):
+        seen.append(angle)
+        return orig(x, severity, layer, angle)
+
+    W.snow_given = spy  # type: ignore[assignment]
+    try:
+        W.snow(torch.zeros(n, 3, 32, 32), 1, ImageRNG(0, "snow", 1, indices=range(n)))
+    finally:
+        W.snow_given = orig  # type: ignore[assignment]
+    u = np.sort((seen[0].numpy() + 135.0) / 90.0)
+    assert u.min() >= 0
+    assert u.max() < 1
+    ks = max(np.abs(np.arange(1, n + 1) / n - u).max(), np.abs(np.arange(n) / n - u).max())
+    assert ks < 1.95 / np.sqrt(n), ks  # Kolmogorov-Smirnov against U(0, 1), p = 0.001
+
+
 def test_plasma_fractal_rejects_too_few_uniforms():
     with pytest.raises(ValueError, match="1023"):
         W.plasma_fractal(torch.zeros(2, 1000, dtype=torch.float64), 2.0)
