@@ -407,9 +407,8 @@ def fog_given(x: Tensor, severity: int, u: Tensor) -> Tensor:
     # (x + a * plasma) * max / (max + a) * 255 as x * s + (raw - low) * (a * s / span),
     # s = 255 * max / (max + a), plasma = (raw - low) / span
     s = max_val * 255.0 / (max_val + a)
-    out = img * s
-    out += (raw[:, :h, :w] - low).unsqueeze(1).to(torch.float32) * (a * s / span)
-    return out.clamp_(0.0, 255.0)
+    fog_layer = (raw[:, :h, :w] - low).unsqueeze(1).to(torch.float32).mul_(a * s / span)
+    return torch.addcmul(fog_layer, img, s).clamp_(0.0, 255.0)
 
 
 def fog(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
