@@ -35,14 +35,15 @@ __all__ = ["box3", "box3_u8", "canny", "distance_transform_l2_5", "equalize_hist
 _TG22 = int(0.4142135623730950488016887242097 * (1 << 15) + 0.5)
 
 
-def _sum3(x: Tensor, dim: int, weights: tuple[int, int, int] = (1, 1, 1)) -> Tensor:
-    """Weighted sum of three neighbouring slices along ``dim`` (length shrinks by 2): a 1-D correlation."""
+def _sum3(x: Tensor, dim: int, centre: int = 1) -> Tensor:
+    """``x[k - 1] + centre * x[k] + x[k + 1]`` along ``dim`` (length shrinks by 2): a 1-D correlation.
+
+    Used on integers and on float64 sums that are exact, so the order of the additions does not matter.
+    """
     n = x.shape[dim]
-    s0, s1, s2 = (x.narrow(dim, k, n - 2) for k in range(3))
-    out = s0 * weights[0] if weights[0] != 1 else s0.clone()
-    out += s1 * weights[1] if weights[1] != 1 else s1
-    out += s2 * weights[2] if weights[2] != 1 else s2
-    return out
+    out = torch.add(x.narrow(dim, 0, n - 2), x.narrow(dim, 2, n - 2))
+    mid = x.narrow(dim, 1, n - 2)
+    return out.add_(mid, alpha=centre) if centre != 1 else out.add_(mid)
 
 
 def _dilate3(x: Tensor) -> Tensor:
@@ -69,8 +70,8 @@ def canny(img: Tensor, low: float, high: float) -> Tensor:
         return torch.zeros(img.shape, dtype=torch.uint8, device=img.device)
     # both 3x3 Sobel filters (replicated border), separable, in exact integer arithmetic (|d| <= 1020)
     p = torch.nn.functional.pad(img.to(torch.int16), (1, 1, 1, 1), mode="replicate")
-    dx = _sum3(p[:, :, 2:] - p[:, :, :-2], 1, (1, 2, 1))
-    dy = _sum3(p[:, 2:, :] - p[:, :-2, :], 2, (1, 2, 1))
+    dx = _sum3(p[:, :, 2:] - p[:, :, :-2], 1, centre=2)
+    dy = _sum3(p[:, 2:, :] - p[:, :-2, :], 2, centre=2)
     ax = dx.abs()
     ay = dy.abs()
     mag = ax + ay  # L1 magnitude, <= 2040
