@@ -360,6 +360,23 @@ def test_snow_angle_is_uniform_between_minus_135_and_minus_45():
     assert ks < 1.95 / np.sqrt(n), ks  # Kolmogorov-Smirnov against U(0, 1), p = 0.001
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zero_below_is_the_references_threshold_rule_at_the_edge(dtype):
+    # the reference: layer[layer < t] = 0, compared in the layer's precision; values equal to t survive
+    for t in (0.5, 0.69, 0.7, 0.8):
+        tt = torch.tensor(t, dtype=dtype)
+        x = torch.stack(
+            [
+                tt,
+                torch.nextafter(tt, torch.tensor(0.0, dtype=dtype)),
+                torch.nextafter(tt, torch.tensor(1.0, dtype=dtype)),
+            ]
+        )
+        x = torch.cat([x, torch.linspace(0.0, 1.0, 101, dtype=dtype)])
+        expected = np.where(x.numpy() < x.numpy().dtype.type(t), 0, x.numpy())
+        np.testing.assert_array_equal(W._zero_below(x, t).numpy(), expected)
+
+
 def test_plasma_fractal_rejects_too_few_uniforms():
     with pytest.raises(ValueError, match="1023"):
         W.plasma_fractal(torch.zeros(2, 1000, dtype=torch.float64), 2.0)
