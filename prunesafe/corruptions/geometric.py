@@ -190,7 +190,7 @@ def _mirror_q(q: Tensor, limit: int) -> Tensor:
     """OpenCV BORDER_REFLECT_101 (whole-sample symmetric about 0 and ``limit``) on integer coordinates."""
     if limit <= 0:
         return torch.zeros_like(q)
-    r = limit - (limit - q.abs()).abs()  # exact for q in (-2 limit, 3 limit): one reflection per side
+    r = limit - (limit - q.abs()).abs()  # exact for |q| <= 2 limit: one reflection per side
     if bool((r < 0).any()):
         r = torch.remainder(q, 2 * limit)
         r = torch.where(r > limit, 2 * limit - r, r)
