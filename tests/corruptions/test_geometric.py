@@ -163,3 +163,42 @@ def test_seeded_and_independent_of_batch_split(clean, name):
     )
     np.testing.assert_array_equal(whole, parts)
     assert not np.array_equal(whole, corrupt(clean[:6], name, 4, seed=4))
+
+
+# ------------------------------------------------------------------------------------ building blocks
+def test_map_coordinates_linear_equals_scipy_reflect():
+    """Bilinear sampling vs scipy.ndimage.map_coordinates(order=1, mode="reflect"), also far outside."""
+    from scipy.ndimage import map_coordinates
+
+    from prunesafe.corruptions._ndimage import map_coordinates_linear
+
+    rng = np.random.default_rng(0)
+    img = rng.random((2, 3, 16, 16))
+    rows = rng.uniform(-20, 36, (2, 16, 16))
+    cols = rng.uniform(-20, 36, (2, 16, 16))
+    rows[0, 0, :4] = [-0.5, 15.5, 3.0, -16.0]  # reflection axes and an integer coordinate
+    mine = map_coordinates_linear(torch.from_numpy(img), torch.from_numpy(rows), torch.from_numpy(cols))
+    for k in range(2):
+        for ch in range(3):
+            ref = map_coordinates(img[k, ch], [rows[k], cols[k]], order=1, mode="reflect")
+            np.testing.assert_allclose(mine[k, ch].numpy(), ref, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="rows / cols"):
+        map_coordinates_linear(torch.from_numpy(img), torch.from_numpy(rows[0]), torch.from_numpy(cols[0]))
+
+
+def test_glass_moves_are_fair_independent_bits():
+    """31 moves per 32-bit draw: values in {-1, 0}, each -1 with probability 1/2, neighbours uncorrelated."""
+    from prunesafe.corruptions._random import ImageRNG
+
+    moves = G._glass_moves(ImageRNG(0, "glass_blur", 5, range(100)), 2, 32, 32)
+    assert moves.shape == (100, 2, 2, 30, 30)
+    assert set(moves.unique().tolist()) == {-1, 0}
+    bits = (-moves).reshape(100, -1).double()
+    n = bits.numel()
+    assert abs(float(bits.mean()) - 0.5) < 5 * 0.5 / np.sqrt(n)
+    # consecutive moves (same word and across words) and the two coordinates of one move: no correlation
+    for a, b in ((bits[:, :-1], bits[:, 1:]), (bits[:, :-31], bits[:, 31:])):
+        corr = float(((a - 0.5) * (b - 0.5)).mean() / 0.25)
+        assert abs(corr) < 5 / np.sqrt(a.numel()), corr
+    dx, dy = (-moves[:, :, 0]).double(), (-moves[:, :, 1]).double()
+    assert abs(float(((dx - 0.5) * (dy - 0.5)).mean() / 0.25)) < 5 / np.sqrt(dx.numel())
