@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from prunesafe.corruptions._ndimage import weighted_rows
+
 __all__ = ["kernel_width", "motion_blur", "motion_kernel", "motion_offsets"]
 
 _EPSILON = 1.0e-12  # ImageMagick's MagickEpsilon
@@ -164,7 +166,7 @@ def motion_blur(x: Tensor, radius: float, sigma: float, angle: Tensor) -> Tensor
     cols = cols.clamp_(0, w - 1)
     index = (rows.reshape(n, h, 1, width) + cols.reshape(n, 1, w, width)).reshape(n * h * w, width)
     weights = _tap_weights(tuple(kernel.astype(np.float32).tolist()), n * h * w, str(dev))
-    acc = torch.nn.functional.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
+    acc = weighted_rows(table, index, weights)  # taps added in order, float32
     quantum = torch.floor(acc * 257.0 + 0.5).clamp(0, 65535)
     eight = torch.floor(quantum * (1.0 / 257.0) + 1e-4)  # quantum // 257 (exact for integer quanta)
     return eight.reshape(n, h, w, c).permute(0, 3, 1, 2)
