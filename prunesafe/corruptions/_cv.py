@@ -280,7 +280,8 @@ def equalize_hist(img: Tensor) -> Tensor:
     cum = hist.cumsum(1) - first_count  # sum of the bins after `first`, up to each bin
     lut = torch.round(cum.to(torch.float32) * scale).clamp(0, 255).to(torch.int64)
     levels = torch.arange(256, device=img.device).reshape(1, 256)
-    lut = torch.where(levels <= first, torch.zeros_like(lut), lut)
-    flat_single = first_count == total
-    lut = torch.where(flat_single, first.expand(n, 256), lut)
+    lut *= levels > first  # levels up to the first occupied one map to 0 (torch.where is slow on CPU)
+    single = (first_count == total).reshape(n)  # one level only: OpenCV keeps it
+    if bool(single.any()):
+        lut[single] = first[single].expand(-1, 256)
     return lut.gather(1, flat).reshape(img.shape)
