@@ -131,7 +131,7 @@ def _motion_blur_planes(x: Tensor, kernel: np.ndarray, dx: Tensor, dy: Tensor) -
     """:func:`motion_blur` tap by tap: pad the edge once, then one lookup + weighted add per tap (float32)."""
     n, c, h, w = x.shape
     dev = x.device
-    p = int(max(dx.abs().max(), dy.abs().max())) if len(kernel) > 1 else 0
+    p = int(max(dx.abs().max(), dy.abs().max())) if len(kernel) > 1 and dx.numel() else 0
     padded = torch.nn.functional.pad(x.to(torch.float32), (p, p, p, p), mode="replicate") if p else x.float()
     hp, wp = h + 2 * p, w + 2 * p
     flat = padded.reshape(-1)
@@ -142,7 +142,7 @@ def _motion_blur_planes(x: Tensor, kernel: np.ndarray, dx: Tensor, dy: Tensor) -
         + p
     )
     planes = (torch.arange(n * c, dtype=i32, device=dev) * (hp * wp)).reshape(n, c, 1)
-    start = planes + (dy * wp + dx).to(i32).reshape(n, 1, -1)  # (n, c, width): each tap's shift per plane
+    start = planes + (dy * wp + dx).to(i32).reshape(n, 1, len(kernel))  # (n, c, width): shift per tap
     acc = torch.zeros(n * c * h * w, dtype=torch.float32, device=dev)
     for i in range(len(kernel)):
         index = (start[:, :, i : i + 1] + base.reshape(1, 1, h * w)).reshape(-1)
