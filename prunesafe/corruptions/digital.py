@@ -112,7 +112,7 @@ def _uint8_levels(x: Tensor) -> Tensor | None:
     """
     v = x * 255.0
     r = torch.round(v)
-    return r if float(v.sub_(r).abs_().max()) < 1e-3 else None
+    return r if not r.numel() or float(v.sub_(r).abs_().max()) < 1e-3 else None
 
 
 @functools.lru_cache(maxsize=8)
@@ -333,6 +333,8 @@ def jpeg_compression(x: Tensor, severity: int, rng: Any, *, backend: str = "auto
     quality = JPEG_QUALITY[severity - 1]
     # nearest level; in float32 (what uint8 / 255 input needs exactly) unless the input is float64
     img = torch.round(x * 255.0).clamp_(0.0, 255.0).to(torch.uint8).cpu()
+    if not img.shape[0]:  # libjpeg's list API needs at least one image
+        return torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     out = _jpeg_torchvision(img, quality) if backend in ("auto", "torchvision") else None
     if out is None:
         if backend == "torchvision":

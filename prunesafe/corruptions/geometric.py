@@ -141,7 +141,9 @@ def _glass_moves(rng: ImageRNG, iterations: int, h: int, w: int) -> Tensor:
     words = rng.randint(0, 1 << 31, (-(-count // 31),)).to(torch.int32)
     shifts = torch.arange(31, dtype=torch.int32, device=words.device).reshape(1, 31, 1)
     bits = torch.bitwise_and(torch.bitwise_right_shift(words.unsqueeze(1), shifts), 1)  # (N, 31, words)
-    return bits.reshape(rng.n, -1)[:, :count].neg_().reshape(rng.n, iterations, 2, h - 2, w - 2)
+    return (
+        bits.reshape(rng.n, 31 * words.shape[1])[:, :count].neg_().reshape(rng.n, iterations, 2, h - 2, w - 2)
+    )
 
 
 def glass_blur(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:

@@ -126,6 +126,8 @@ def impulse_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     """
     c = IMPULSE_NOISE[severity - 1]
     n = x.shape[0]
+    if not n:
+        return x * 255.0
     numel = x[0].numel()
     position, salt = _impulse_flips(rng, numel, c)
     position, salt = position.to(x.device), salt.to(x.device)

@@ -82,3 +82,13 @@ def test_level_tables_give_the_float64_formula(clean, monkeypatch, name):
         ref = fn(x, s, None)
         assert torch.equal(torch.floor(out), torch.floor(ref)), (name, s)
         assert torch.allclose(out.double(), ref.double(), rtol=0, atol=1e-4), (name, s)
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_empty_batch_gives_an_empty_batch(name):
+    import torch
+
+    from prunesafe.corruptions._registry import get_corruption
+
+    for s in (1, 5):
+        assert get_corruption(name).fn(torch.zeros(0, 3, 32, 32), s, None).shape == (0, 3, 32, 32)

@@ -202,3 +202,13 @@ def test_glass_moves_are_fair_independent_bits():
         assert abs(corr) < 5 / np.sqrt(a.numel()), corr
     dx, dy = (-moves[:, :, 0]).double(), (-moves[:, :, 1]).double()
     assert abs(float(((dx - 0.5) * (dy - 0.5)).mean() / 0.25)) < 5 / np.sqrt(dx.numel())
+
+
+@pytest.mark.parametrize("name", ["glass_blur", "motion_blur", "elastic_transform"])
+def test_empty_batch_gives_an_empty_batch(name):
+    from prunesafe.corruptions._random import ImageRNG
+    from prunesafe.corruptions._registry import get_corruption
+
+    for s in (1, 5):
+        out = get_corruption(name).fn(torch.zeros(0, 3, 32, 32), s, ImageRNG(0, name, s, []))
+        assert out.shape == (0, 3, 32, 32)

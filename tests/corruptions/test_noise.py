@@ -103,3 +103,15 @@ def test_impulse_flip_positions_are_iid_bernoulli(sigmas):
     again, again_salt = _impulse_flips(ImageRNG(0, "impulse_noise", 5, [7]), numel, c, sigmas=sigmas)
     np.testing.assert_array_equal(again[0][again[0] < numel], position[7][keep[7]])
     np.testing.assert_array_equal(again_salt[0][again[0] < numel], salt[7][keep[7]])
+
+
+@pytest.mark.parametrize("name", NOISES)
+def test_empty_batch_gives_an_empty_batch(name):
+    import torch
+
+    from prunesafe.corruptions._random import ImageRNG
+    from prunesafe.corruptions._registry import get_corruption
+
+    for s in (1, 5):
+        out = get_corruption(name).fn(torch.zeros(0, 3, 32, 32), s, ImageRNG(0, name, s, []))
+        assert out.shape == (0, 3, 32, 32)
