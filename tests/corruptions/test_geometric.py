@@ -212,3 +212,12 @@ def test_empty_batch_gives_an_empty_batch(name):
     for s in (1, 5):
         out = get_corruption(name).fn(torch.zeros(0, 3, 32, 32), s, ImageRNG(0, name, s, []))
         assert out.shape == (0, 3, 32, 32)
+
+
+def test_elastic_given_non_square_identity_draws():
+    """Zero perturbations keep the image, also on a non-square, non-power-of-two size."""
+    x = torch.rand(2, 3, 24, 40)
+    for s in (1, 3):
+        out = G.elastic_given(x, s, torch.zeros(2, 3, 2), torch.zeros(2, 2, 24, 40))
+        assert out.shape == x.shape
+        assert float((out - x * 255).abs().max()) < 2e-3, s
