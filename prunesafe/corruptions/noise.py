@@ -49,7 +49,7 @@ def gaussian_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     """Additive Gaussian noise with standard deviation ``c`` (in [0, 1] units); see the module docstring."""
     c = GAUSSIAN_NOISE[severity - 1]
     noise = rng.randn(tuple(x.shape[1:]))
-    return (x + noise.mul_(c)).clamp_(0.0, 1.0).mul_(255.0)
+    return torch.add(x, noise, alpha=c).clamp_(0.0, 1.0).mul_(255.0)  # x + c * noise, one pass
 
 
 @functools.lru_cache(maxsize=16)
@@ -142,7 +142,7 @@ def speckle_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     """Multiplicative Gaussian noise ``x + x * N(0, c)``."""
     c = SPECKLE_NOISE[severity - 1]
     noise = rng.randn(tuple(x.shape[1:]))
-    return (x + x * noise.mul_(c)).clamp_(0.0, 1.0).mul_(255.0)
+    return torch.addcmul(x, x, noise, value=c).clamp_(0.0, 1.0).mul_(255.0)  # x + c * x * noise, one pass
 
 
 register_corruption("gaussian_noise", gaussian_noise, deterministic=False)
