@@ -8,10 +8,14 @@ the same input (checked against ``opencv-python-headless`` 4.14 in tests/corrupt
   non-maximum suppression with OpenCV's integer tan(22.5°) test, 8-connected hysteresis).
 * :func:`distance_transform_l2_5` -- ``cv2.distanceTransform(img, cv2.DIST_L2, 5)``: the 5x5 chamfer
   distance (weights 1, 1.4, 2.1969, float32 sums) to the nearest zero pixel, by OpenCV's two raster
-  passes.
-* :func:`box3` -- ``cv2.blur(img, (3, 3))`` (``BORDER_REFLECT_101``); :func:`filter3_u8` --
-  ``cv2.filter2D(img, cv2.CV_8U, kernel)`` for a 3x3 integer kernel; :func:`equalize_hist` --
-  ``cv2.equalizeHist``.
+  passes (bit for bit; the sequential column steps run in numpy on the CPU, see the function).
+* :func:`box3` -- ``cv2.blur(img, (3, 3))`` (``BORDER_REFLECT_101``), :func:`box3_u8` the same blur of
+  an 8-bit image (rounded); :func:`filter3_u8` -- ``cv2.filter2D(img, cv2.CV_8U, kernel)`` for a 3x3
+  integer kernel; :func:`equalize_hist` -- ``cv2.equalizeHist``.
+
+Speed notes (CPU): torch's comparisons on int16 and ``torch.where`` are several times slower than
+arithmetic here, so masks are int16 sign bits (``(u - v) >> 15``) combined bitwise; 3-tap filters are
+separable integer (or exact float64) sums.
 
 Examples
 --------
