@@ -17,6 +17,11 @@ Contract of a corruption function (every module of :mod:`prunesafe.corruptions` 
   output, exactly like ``np.uint8`` of the reference's non-negative floats; for float output it returns
   the clamped value divided by 255.
 
+A corruption that the reference defines on 8-bit images end to end (JPEG: Pillow in, Pillow out) may
+also register ``uint8_fn(x: Tensor, severity: int) -> Tensor``: uint8 NHWC ``(N, 32, 32, 3)`` in, uint8
+NHWC out, on ``x.device``.  :func:`~prunesafe.corruptions.corrupt` uses it for uint8 input instead of the
+float round trip; it must give exactly what ``fn`` gives after the uint8 conversion (tested).
+
 Registration happens when the implementation modules are imported (see :data:`IMPLEMENTATION_MODULES`);
 :func:`get_corruption` imports them on first use, so ``import prunesafe.corruptions._registry`` alone is
 cheap and cycle-free.
@@ -61,12 +66,16 @@ class CorruptionFn(Protocol):
 
 @dataclass(frozen=True)
 class CorruptionSpec:
-    """A registered corruption: its function, whether it draws random numbers, its keyword options."""
+    """A registered corruption: its function, whether it draws random numbers, its keyword options.
+
+    ``uint8_fn`` is the optional direct uint8 NHWC -> uint8 NHWC path (see the module docstring).
+    """
 
     name: str
     fn: Callable[..., Tensor]
     deterministic: bool
     options: tuple[str, ...] = ()
+    uint8_fn: Callable[[Tensor, int], Tensor] | None = None
 
 
 _REGISTRY: dict[str, CorruptionSpec] = {}
@@ -74,7 +83,12 @@ _loaded = False
 
 
 def register_corruption(
-    name: str, fn: Callable[..., Tensor], *, deterministic: bool, options: tuple[str, ...] = ()
+    name: str,
+    fn: Callable[..., Tensor],
+    *,
+    deterministic: bool,
+    options: tuple[str, ...] = (),
+    uint8_fn: Callable[[Tensor, int], Tensor] | None = None,
 ) -> Callable[..., Tensor]:
     """Register ``fn`` under one of the 19 CIFAR-10-C names; returns ``fn`` (usable as a decorator helper).
 
@@ -88,6 +102,9 @@ def register_corruption(
         True when ``fn`` never draws from ``rng``.
     options : tuple of str, default ()
         Names of the keyword options ``fn`` accepts (e.g. ``("frost_dir",)``).
+    uint8_fn : callable, optional
+        ``uint8_fn(x, severity)``: the same corruption on uint8 NHWC images, returning uint8 NHWC, for
+        deterministic corruptions that need no options; used by ``corrupt`` for uint8 input.
 
     Examples
     --------
@@ -99,9 +116,13 @@ def register_corruption(
         raise ValueError(f"unknown corruption {name!r}; valid names: {', '.join(ALL_CORRUPTIONS)}")
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if uint8_fn is not None and not callable(uint8_fn):
+        raise TypeError(f"uint8_fn must be callable or None, got {type(uint8_fn).__name__}")
+    if uint8_fn is not None and (not deterministic or options):
+        raise ValueError("uint8_fn is only for deterministic corruptions without options")
     if name in _REGISTRY and _REGISTRY[name].fn is not fn:
         raise ValueError(f"corruption {name!r} is already registered (by {_REGISTRY[name].fn!r})")
-    _REGISTRY[name] = CorruptionSpec(name, fn, bool(deterministic), tuple(options))
+    _REGISTRY[name] = CorruptionSpec(name, fn, bool(deterministic), tuple(options), uint8_fn)
     return fn
 
 

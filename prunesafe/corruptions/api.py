@@ -48,6 +48,9 @@ __all__ = ["DEFAULT_SEED", "corrupt"]
 
 ImagesT = TypeVar("ImagesT", Tensor, npt.NDArray[Any])
 
+#: Smallest chunk of the direct uint8 path (``uint8_fn``; its working set is 8-bit, ~3 KB per image).
+_UINT8_CHUNK = 2048
+
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -197,7 +200,8 @@ def corrupt(
         Folder with the frost textures (``frost1.png`` ... ``frost6.jpg``), needed by ``"frost"`` only;
         ignored by the others.  See docs/corruptions.md for where to get them.
     chunk_size : int, default 256
-        Images processed at a time (bounds memory; does not change the result).
+        Images processed at a time (bounds memory; does not change the result).  Corruptions that are
+        8-bit operations end to end (``jpeg_compression`` on uint8 input) use chunks of at least 2,048.
 
     Returns
     -------
@@ -241,6 +245,12 @@ def corrupt(
         out = torch.empty((n, 32, 32, 3), dtype=torch.uint8, device=x.device)
     else:
         out = torch.empty((n, 3, 32, 32), dtype=in_dtype, device=x.device)
+    if was_uint8 and spec.uint8_fn is not None:  # an 8-bit operation end to end (JPEG): no float round trip
+        step = max(int(chunk_size), _UINT8_CHUNK)  # 8-bit working sets: larger chunks split better
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            out[lo:hi] = spec.uint8_fn(x[lo:hi], severity)
+        return (out[0] if single else out).numpy() if from_numpy else (out[0] if single else out)
     for lo in range(0, n, int(chunk_size)):
         hi = min(n, lo + int(chunk_size))
         if was_uint8:  # uint8 NHWC -> float32 NCHW / 255, one chunk at a time (cache-sized)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -307,8 +308,22 @@ def _jpeg_pil(img: Tensor, quality: int) -> Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
-def _jpeg_torchvision(img: Tensor, quality: int) -> Tensor | None:
-    """libjpeg round trip through ``torchvision.io`` (about 4x faster than Pillow); None if unavailable."""
+_JPEG_MIN_PER_THREAD = 16  # below this many images per thread the pool's overhead outweighs the gain
+
+
+@functools.lru_cache(maxsize=4)
+def _jpeg_pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``workers`` threads for the JPEG round trips (created on first use)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prunesafe-jpeg")
+
+
+def _jpeg_torchvision_hwc(chw: Tensor, quality: int) -> Tensor | None:
+    """libjpeg round trip through ``torchvision.io`` of uint8 CPU images ``(N, 3, H, W)`` (views are fine).
+
+    Returns uint8 NHWC (libjpeg's own layout, no transposing copy), or None when ``torchvision.io``
+    cannot encode here.  libjpeg runs without the GIL, so the batch is split over ``torch``'s thread
+    budget (``torch.get_num_threads()``); the result does not depend on the split.
+    """
     import warnings
 
     try:
@@ -316,12 +331,31 @@ def _jpeg_torchvision(img: Tensor, quality: int) -> Tensor | None:
             warnings.simplefilter("ignore", DeprecationWarning)
             from torchvision.io import decode_jpeg, encode_jpeg
 
-            encoded = encode_jpeg(list(img), quality=quality)
-            decoded = decode_jpeg(encoded)
+            def round_trip(images: list[Tensor]) -> list[Tensor]:
+                return list(decode_jpeg(encode_jpeg(images, quality=quality)))
+
+            images = list(chw)
+            workers = min(torch.get_num_threads(), len(images) // _JPEG_MIN_PER_THREAD)
+            if workers > 1:
+                parts = [images[i::workers] for i in range(workers)]
+                done = list(_jpeg_pool(workers).map(round_trip, parts))
+                decoded = [done[k % workers][k // workers] for k in range(len(images))]
+            else:
+                decoded = round_trip(images)
     except (ImportError, RuntimeError, AttributeError):
         return None
     # decode_jpeg returns CHW views of HWC buffers: stacking the HWC views is a plain copy
-    return torch.stack([im.permute(1, 2, 0) for im in decoded]).permute(0, 3, 1, 2)
+    return torch.stack([im.permute(1, 2, 0) for im in decoded])
+
+
+def _jpeg_round_trip_hwc(chw: Tensor, quality: int, backend: str) -> Tensor:
+    """uint8 ``(N, 3, H, W)`` CPU images -> their JPEG round trip as uint8 NHWC, by ``backend``."""
+    out = _jpeg_torchvision_hwc(chw, quality) if backend in ("auto", "torchvision") else None
+    if out is None:
+        if backend == "torchvision":
+            raise RuntimeError("torchvision.io cannot encode JPEG here; use backend='pil'")
+        out = _jpeg_pil(chw.contiguous(), quality).permute(0, 2, 3, 1)
+    return out
 
 
 def jpeg_compression(x: Tensor, severity: int, rng: Any, *, backend: str = "auto") -> Tensor:
@@ -335,16 +369,33 @@ def jpeg_compression(x: Tensor, severity: int, rng: Any, *, backend: str = "auto
     img = torch.round(x * 255.0).clamp_(0.0, 255.0).to(torch.uint8).cpu()
     if not img.shape[0]:  # libjpeg's list API needs at least one image
         return torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-    out = _jpeg_torchvision(img, quality) if backend in ("auto", "torchvision") else None
-    if out is None:
-        if backend == "torchvision":
-            raise RuntimeError("torchvision.io cannot encode JPEG here; use backend='pil'")
-        out = _jpeg_pil(img, quality)
+    out = _jpeg_round_trip_hwc(img, quality, backend).permute(0, 3, 1, 2)
     return out.to(device=x.device, dtype=torch.float32)
+
+
+def jpeg_compression_uint8(x: Tensor, severity: int, *, backend: str = "auto") -> Tensor:
+    """:func:`jpeg_compression` on uint8 NHWC images, returning uint8 NHWC (what ``corrupt`` uses for uint8).
+
+    The reference's JPEG is an 8-bit operation end to end (Pillow in, Pillow out), so uint8 input needs
+    no float round trip; the result equals ``jpeg_compression``'s after the uint8 conversion (tested).
+
+    Examples
+    --------
+    >>> x = torch.full((2, 32, 32, 3), 128, dtype=torch.uint8)
+    >>> y = jpeg_compression_uint8(x, 3)
+    >>> y.dtype, tuple(y.shape), int(y[0, 0, 0, 0])
+    (torch.uint8, (2, 32, 32, 3), 128)
+    """
+    if not x.shape[0]:
+        return torch.empty(x.shape, dtype=torch.uint8, device=x.device)
+    out = _jpeg_round_trip_hwc(x.cpu().permute(0, 3, 1, 2), JPEG_QUALITY[severity - 1], backend)
+    return out.to(x.device)
 
 
 register_corruption("brightness", brightness, deterministic=True)
 register_corruption("contrast", contrast, deterministic=True)
 register_corruption("saturate", saturate, deterministic=True)
 register_corruption("pixelate", pixelate, deterministic=True)
-register_corruption("jpeg_compression", jpeg_compression, deterministic=True)
+register_corruption(
+    "jpeg_compression", jpeg_compression, deterministic=True, uint8_fn=jpeg_compression_uint8
+)

@@ -65,6 +65,40 @@ def test_jpeg_backends_agree_bit_for_bit(clean):
         assert torch.equal(jpeg_compression(x, s, None, backend="pil"), jpeg_compression(x, s, None))
 
 
+def test_jpeg_uint8_path_equals_the_float_path_and_pillow(clean, monkeypatch):
+    """uint8 input skips the float round trip and threads libjpeg: the float path's bytes, Pillow's bytes."""
+    import torch
+
+    from prunesafe.corruptions import digital
+    from prunesafe.corruptions.digital import jpeg_compression, jpeg_compression_uint8
+
+    x = torch.from_numpy(clean[:70])
+    as_float = x.permute(0, 3, 1, 2).float() / 255
+    monkeypatch.setattr(digital, "_JPEG_MIN_PER_THREAD", 8)  # split 70 images over the threads
+    for s in range(1, 6):
+        fast = corrupt(clean[:70], "jpeg_compression", s)
+        via_float = jpeg_compression(as_float, s, None).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        pil = jpeg_compression_uint8(x, s, backend="pil").numpy()
+        np.testing.assert_array_equal(fast, via_float)
+        np.testing.assert_array_equal(fast, pil)
+    old = torch.get_num_threads()
+    torch.set_num_threads(3)  # a split that does not divide the batch keeps the image order
+    try:
+        np.testing.assert_array_equal(jpeg_compression_uint8(x, 5).numpy(), fast)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_uint8_fn_is_refused_for_random_corruptions():
+    from prunesafe.corruptions._registry import register_corruption
+
+    def identity(x, s, rng=None):
+        return x
+
+    with pytest.raises(ValueError, match="only for deterministic"):
+        register_corruption("gaussian_noise", identity, deterministic=False, uint8_fn=identity)
+
+
 @pytest.mark.parametrize("name", ["brightness", "saturate"])
 def test_level_tables_give_the_float64_formula(clean, monkeypatch, name):
     """The 8-bit fast path (tables indexed by levels) truncates exactly like the per-pixel float64 formula."""
