@@ -107,26 +107,6 @@ def motion_offsets(width: int, angle: Tensor) -> tuple[Tensor, Tensor]:
     return dx, dy
 
 
-_TAP_WEIGHTS: dict[tuple[tuple[float, ...], str], Tensor] = {}
-
-
-def _tap_weights(kernel: tuple[float, ...], rows: int, device: str) -> Tensor:
-    """The float32 kernel repeated for ``rows`` output pixels: ``embedding_bag``'s per-sample weights.
-
-    One tensor per kernel is kept (grown when a larger batch comes); a batch uses a contiguous prefix.
-    """
-    key = (kernel, device)
-    table = _TAP_WEIGHTS.get(key)
-    if table is None or table.shape[0] < rows:
-        table = (
-            torch.tensor(kernel, dtype=torch.float32, device=device).expand(rows, len(kernel)).contiguous()
-        )
-        if len(_TAP_WEIGHTS) >= 16:
-            _TAP_WEIGHTS.clear()
-        _TAP_WEIGHTS[key] = table
-    return table[:rows]
-
-
 def _motion_blur_planes(x: Tensor, kernel: np.ndarray, dx: Tensor, dy: Tensor) -> Tensor:
     """:func:`motion_blur` tap by tap: pad the edge once, then one lookup + weighted add per tap (float32)."""
     n, c, h, w = x.shape
@@ -193,7 +173,8 @@ def motion_blur(x: Tensor, radius: float, sigma: float, angle: Tensor) -> Tensor
     cols = torch.arange(w, dtype=i32, device=dev).reshape(1, w, 1) + dx.to(i32).reshape(n, 1, width)
     cols = cols.clamp_(0, w - 1)
     index = (rows.reshape(n, h, 1, width) + cols.reshape(n, 1, w, width)).reshape(n * h * w, width)
-    weights = _tap_weights(tuple(kernel.astype(np.float32).tolist()), n * h * w, str(dev))
+    # the kernel broadcast to every output pixel: a stride-0 view (nothing cached, nothing grows with N)
+    weights = torch.from_numpy(kernel.astype(np.float32)).to(dev).expand(n * h * w, len(kernel))
     acc = weighted_rows(table, index, weights)  # taps added in order, float32
     quantum = torch.floor(acc * 257.0 + 0.5).clamp(0, 65535)
     eight = torch.floor(quantum * (1.0 / 257.0) + 1e-4)  # quantum // 257 (exact for integer quanta)

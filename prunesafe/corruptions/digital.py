@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prunesafe.corruptions._ndimage import floor_safe_f32, to_reference_f64
+from prunesafe.corruptions._ndimage import to_reference_f64
 from prunesafe.corruptions._registry import register_corruption
 
 __all__ = [
@@ -118,10 +118,11 @@ def _uint8_levels(x: Tensor) -> Tensor | None:
 
 @functools.lru_cache(maxsize=8)
 def _brightness_table(severity: int, device: str) -> Tensor:
-    """:func:`brightness`'s result for every (value level V, channel level X): float32, index ``256 V + X``.
+    """:func:`brightness`'s result for every (value level V, channel level X): float64, index ``256 V + X``.
 
-    The float64 formula of :func:`brightness` evaluated on ``level / 255``, cast with
-    :func:`~prunesafe.corruptions._ndimage.floor_safe_f32` (the uint8 truncation is unchanged).
+    The float64 formula of :func:`brightness` evaluated on ``level / 255``, kept in float64 so that the table
+    path and the formula path give the same numbers to the last bit (float output too, whatever else is
+    in the batch).
     """
     c = BRIGHTNESS[severity - 1]
     levels = torch.arange(256, dtype=torch.float64) / 255.0
@@ -129,7 +130,7 @@ def _brightness_table(severity: int, device: str) -> Tensor:
     v_new = (v + c).clamp_(0.0, 1.0)
     safe_v = torch.where(v > 0, v, torch.ones_like(v))
     out = ((1.0 - (v - x64) / safe_v) * v_new).clamp_(0.0, 1.0).mul_(255.0)
-    return floor_safe_f32(out).reshape(-1).to(device)
+    return out.reshape(-1).to(device)
 
 
 def brightness(x: Tensor, severity: int, rng: Any) -> Tensor:

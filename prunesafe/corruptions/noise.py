@@ -19,7 +19,7 @@ match the reference in distribution, not pixel for pixel.
 Examples
 --------
 >>> import torch
->>> from prunesafe.corruptions._random import ImageRNG, _poisson_positions
+>>> from prunesafe.corruptions._random import ImageRNG
 >>> x = torch.full((2, 3, 32, 32), 0.5)
 >>> y = gaussian_noise(x, 5, ImageRNG(0, "gaussian_noise", 5, [0, 1]))
 >>> round(float((y / 255 - x).std()), 2)
@@ -34,7 +34,7 @@ import math
 import torch
 from torch import Tensor
 
-from prunesafe.corruptions._random import ImageRNG, _poisson_positions
+from prunesafe.corruptions._random import ImageRNG, _poisson_inverse, _poisson_positions
 from prunesafe.corruptions._registry import register_corruption
 
 __all__ = ["gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise"]
@@ -62,19 +62,29 @@ def _shot_values(c: float, kmax: int, device: str) -> Tensor:
 def shot_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     """Poisson (photon) noise: ``Poisson(x * c) / c``; exact Poisson draws by inversion.
 
-    Input on the uint8 grid (``x * 255`` integral, the case of every uint8 image) uses a 256-entry CDF table
-    and maps the table position of each draw straight to its output value ``clamp(k / c, 0, 1) * 255``;
-    other float input uses the general inversion (slower, same distribution).
+    Every image draws one float32 uniform per value.  An image on the uint8 grid (``x * 255`` integral, the
+    case of every uint8 image) uses a 256-entry CDF table and maps the table position of each draw straight
+    to its output value ``clamp(k / c, 0, 1) * 255``; another float image inverts the float64 CDF at the
+    same uniforms (slower, same distribution).  The choice is made per image, so an image's output never
+    depends on the other images of the batch.
     """
     c = SHOT_NOISE[severity - 1]
     q = torch.round(x * 255.0)
-    if torch.equal(q / 255.0, x):
-        levels = torch.arange(256, dtype=torch.float64, device=x.device) / 255.0 * c
-        u = rng.rand(tuple(x.shape[1:]), torch.float32).to(x.device)  # what rng.poisson_levels draws
+    u = rng.rand(tuple(x.shape[1:]), torch.float32).to(x.device)  # what rng.poisson_levels draws
+    on_grid = (q / 255.0 == x).flatten(1).all(1)
+    levels = torch.arange(256, dtype=torch.float64, device=x.device) / 255.0 * c
+    if bool(on_grid.all()):
         pos, kmax = _poisson_positions(q, levels, u)
         return _shot_values(c, kmax, str(x.device)).index_select(0, pos).reshape(x.shape)
-    counts = rng.poisson(x.to(torch.float64) * c)
-    return (counts / c).clamp_(0.0, 1.0).mul_(255.0)
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    grid = on_grid.nonzero().squeeze(1)
+    if grid.numel():
+        pos, kmax = _poisson_positions(q[grid], levels, u[grid])
+        out[grid] = _shot_values(c, kmax, str(x.device)).index_select(0, pos).reshape(-1, *x.shape[1:])
+    rest = (~on_grid).nonzero().squeeze(1)
+    counts = _poisson_inverse(x[rest].to(torch.float64) * c, u[rest].to(torch.float64)).to(torch.float32)
+    out[rest] = (counts / c).clamp_(0.0, 1.0).mul_(255.0)
+    return out
 
 
 def _impulse_flips(rng: ImageRNG, numel: int, amount: float, sigmas: float = 12.0) -> tuple[Tensor, Tensor]:
@@ -83,8 +93,9 @@ def _impulse_flips(rng: ImageRNG, numel: int, amount: float, sigmas: float = 12.
     Returns ``(position, salt)``, both ``(N, K)``: the flat positions of the flipped values in increasing
     order (entries ``>= numel`` are unused) and one fair bit per flip (True: salt, 1).  The gaps between
     flips are drawn by inversion, ``floor(log(1 - u) / log(1 - amount))`` (geometric: the number of kept
-    values before the next flip), so an image consumes about ``2 * numel * amount`` uniforms instead of
-    ``numel``; the salt bits come 31 per 32-bit draw.  ``K`` covers ``numel`` with a ``sigmas``-sigma
+    values before the next flip), so an image consumes ``numel * amount`` uniforms plus a 12-sigma margin
+    (2-4x ``numel * amount`` at the CIFAR amounts) instead of ``numel``; the salt bits come 31 per 32-bit
+    draw.  ``K`` covers ``numel`` with a ``sigmas``-sigma
     margin; an image whose flips fall short (never seen at 12) continues its own stream until covered.
     """
     sd = math.sqrt(numel * amount * (1.0 - amount))
@@ -122,7 +133,7 @@ def impulse_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     Every value (pixel and channel independently) is replaced with probability ``c``; a replaced value is
     1 (salt) or 0 (pepper) with probability 1/2 each -- the joint law of skimage's two Bernoulli draws.
     The flipped positions are drawn as geometric gaps (:func:`_impulse_flips`): the same law as one
-    Bernoulli per value, with about ``2 c`` as many random numbers.
+    Bernoulli per value, with 2-4 ``c`` as many random numbers.
     """
     c = IMPULSE_NOISE[severity - 1]
     n = x.shape[0]

@@ -236,3 +236,18 @@ def test_arbitrary_shapes_and_dtypes_give_a_result_or_a_clear_error():
         assert out.shape == arr.shape
 
     check()
+
+
+@pytest.mark.parametrize("name", ["brightness", "shot_noise", "saturate", "gaussian_noise"])
+def test_float_output_of_an_image_does_not_depend_on_its_batch_mates(name):
+    """An image on the uint8 grid gets the same float output alone as next to an off-grid image.
+
+    (Fast paths for 8-bit values must not change the numbers of the images they are chosen for.)
+    """
+    g = torch.Generator().manual_seed(3)
+    on_grid = torch.randint(0, 256, (2, 3, 32, 32), generator=g).float() / 255
+    off_grid = torch.rand(2, 3, 32, 32, generator=g)
+    both = corrupt(torch.cat([on_grid, off_grid]), name, 3, seed=1)
+    assert torch.equal(both[:2], corrupt(on_grid, name, 3, seed=1))
+    assert torch.equal(both[2:], corrupt(off_grid, name, 3, seed=1, start_index=2))
+
