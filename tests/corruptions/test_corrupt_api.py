@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _names import DETERMINISTIC, NOISES
 
 from prunesafe.corruptions import (
     ALL_CORRUPTIONS,
@@ -12,18 +13,6 @@ from prunesafe.corruptions import (
     corrupt,
     get_corruption,
     registered_corruptions,
-)
-
-MINE_RANDOM = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
-MINE_DETERMINISTIC = (
-    "brightness",
-    "contrast",
-    "saturate",
-    "pixelate",
-    "jpeg_compression",
-    "defocus_blur",
-    "gaussian_blur",
-    "zoom_blur",
 )
 
 
@@ -41,17 +30,17 @@ def _options(name: str) -> dict:
     return {}
 
 
-def test_my_twelve_are_registered_with_the_right_determinism():
+def test_noises_and_deterministic_ones_are_registered_with_the_right_determinism():
     names = registered_corruptions()
-    for name in MINE_RANDOM:
+    for name in NOISES:
         assert name in names
         assert not get_corruption(name).deterministic
-    for name in MINE_DETERMINISTIC:
+    for name in DETERMINISTIC:
         assert name in names
         assert get_corruption(name).deterministic
 
 
-@pytest.mark.parametrize("name", MINE_RANDOM + MINE_DETERMINISTIC)
+@pytest.mark.parametrize("name", NOISES + DETERMINISTIC)
 def test_numpy_uint8_round_trip(images, name):
     y = corrupt(images, name, 3)
     assert isinstance(y, np.ndarray)
@@ -78,7 +67,7 @@ def test_torch_uint8_and_float_inputs_keep_type_dtype_layout(images):
         assert float(yf.max()) <= 1.0
 
 
-@pytest.mark.parametrize("name", MINE_RANDOM + MINE_DETERMINISTIC)
+@pytest.mark.parametrize("name", NOISES + DETERMINISTIC)
 def test_float_output_truncates_to_the_uint8_output(images, name):
     """uint8 output == floor(float output * 255): the same computation, quantised like np.uint8."""
     u8 = corrupt(images, name, 2, seed=5)
@@ -104,7 +93,7 @@ def test_non_contiguous_numpy_input(images):
     assert np.array_equal(corrupt(flipped, "zoom_blur", 2), corrupt(flipped.copy(), "zoom_blur", 2))
 
 
-@pytest.mark.parametrize("name", MINE_RANDOM)
+@pytest.mark.parametrize("name", NOISES)
 def test_same_seed_bit_identical_other_seed_differs(images, name):
     a = corrupt(images, name, 4, seed=11)
     assert np.array_equal(a, corrupt(images, name, 4, seed=11))
@@ -250,4 +239,3 @@ def test_float_output_of_an_image_does_not_depend_on_its_batch_mates(name):
     both = corrupt(torch.cat([on_grid, off_grid]), name, 3, seed=1)
     assert torch.equal(both[:2], corrupt(on_grid, name, 3, seed=1))
     assert torch.equal(both[2:], corrupt(off_grid, name, 3, seed=1, start_index=2))
-

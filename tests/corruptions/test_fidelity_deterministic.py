@@ -10,19 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _names import DETERMINISTIC
 
 from prunesafe.corruptions import corrupt
 
-DETERMINISTIC = (
-    "brightness",
-    "contrast",
-    "saturate",
-    "pixelate",
-    "jpeg_compression",
-    "defocus_blur",
-    "gaussian_blur",
-    "zoom_blur",
-)
 BIT_IDENTICAL = ("contrast", "pixelate", "jpeg_compression")
 
 

@@ -63,17 +63,18 @@ def test_canny_distance_equalize_match_opencv4(golden):
     np.testing.assert_array_equal(eq, golden["equalized"])
 
 
-def _opencv_chamfer_5x5(img: np.ndarray) -> np.ndarray:
-    """OpenCV's ``distanceTransform_5x5`` (DIST_L2, mask 5) transcribed pixel by pixel in float32."""
-    a, b, c = np.float32(1.0), np.float32(1.4), np.float32(2.1969)
+def _opencv_chamfer_5x5(img: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """OpenCV's ``distanceTransform_5x5`` (DIST_L2, mask 5) transcribed pixel by pixel.
+
+    ``dtype=np.float32`` sums like OpenCV; ``np.float64`` sums the same float32 weights in float64 (an almost
+    exact path length, to show that the float32 rounding matters).
+    """
+    a, b, c = (dtype(np.float32(v)) for v in (1.0, 1.4, 2.1969))
     h, w = img.shape
-    t = np.full((h + 4, w + 4), np.float32(np.inf), dtype=np.float32)
+    t = np.full((h + 4, w + 4), np.inf, dtype=dtype)
     for i in range(2, h + 2):  # forward pass: the upper half of the mask and the left neighbour
         for j in range(2, w + 2):
-            if img[i - 2, j - 2] == 0:
-                t[i, j] = 0
-                continue
-            t[i, j] = min(
+            t[i, j] = 0 if img[i - 2, j - 2] == 0 else min(
                 t[i - 2, j - 1] + c, t[i - 2, j + 1] + c, t[i - 1, j - 2] + c, t[i - 1, j - 1] + b,
                 t[i - 1, j] + a, t[i - 1, j + 1] + b, t[i - 1, j + 2] + c, t[i, j - 1] + a,
             )  # fmt: skip
@@ -115,28 +116,8 @@ def test_distance_transform_keeps_opencvs_float32_rounding_far_from_the_edges():
         ref = _opencv_chamfer_5x5(img[k])
         np.testing.assert_array_equal(mine[k], ref)
         with np.errstate(over="ignore"):
-            exact_rounded_once.append(_opencv_chamfer_5x5_f64(img[k]).astype(np.float32))
+            exact_rounded_once.append(_opencv_chamfer_5x5(img[k], np.float64).astype(np.float32))
     assert (mine != np.stack(exact_rounded_once)).any()
-
-
-def _opencv_chamfer_5x5_f64(img: np.ndarray) -> np.ndarray:
-    """The same two passes with float64 sums of the float32 weights (an almost exact path length)."""
-    a, b, c = (float(np.float32(v)) for v in (1.0, 1.4, 2.1969))
-    h, w = img.shape
-    t = np.full((h + 4, w + 4), np.inf)
-    for i in range(2, h + 2):
-        for j in range(2, w + 2):
-            t[i, j] = 0 if img[i - 2, j - 2] == 0 else min(
-                t[i - 2, j - 1] + c, t[i - 2, j + 1] + c, t[i - 1, j - 2] + c, t[i - 1, j - 1] + b,
-                t[i - 1, j] + a, t[i - 1, j + 1] + b, t[i - 1, j + 2] + c, t[i, j - 1] + a,
-            )  # fmt: skip
-    for i in range(h + 1, 1, -1):
-        for j in range(w + 1, 1, -1):
-            t[i, j] = min(
-                t[i, j], t[i + 2, j + 1] + c, t[i + 2, j - 1] + c, t[i + 1, j + 2] + c, t[i + 1, j + 1] + b,
-                t[i + 1, j] + a, t[i + 1, j - 1] + b, t[i + 1, j - 2] + c, t[i, j + 1] + a,
-            )  # fmt: skip
-    return t[2:-2, 2:-2]
 
 
 def _reflect101(img: np.ndarray) -> np.ndarray:
