@@ -245,14 +245,13 @@ def corrupt(
         out = torch.empty((n, 32, 32, 3), dtype=torch.uint8, device=x.device)
     else:
         out = torch.empty((n, 3, 32, 32), dtype=in_dtype, device=x.device)
-    if was_uint8 and spec.uint8_fn is not None:  # an 8-bit operation end to end (JPEG): no float round trip
-        step = max(int(chunk_size), _UINT8_CHUNK)  # 8-bit working sets: larger chunks split better
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            out[lo:hi] = spec.uint8_fn(x[lo:hi], severity)
-        return (out[0] if single else out).numpy() if from_numpy else (out[0] if single else out)
-    for lo in range(0, n, int(chunk_size)):
-        hi = min(n, lo + int(chunk_size))
+    direct = spec.uint8_fn if was_uint8 else None  # an 8-bit operation end to end (JPEG): no float round trip
+    step = max(int(chunk_size), _UINT8_CHUNK) if direct else int(chunk_size)  # 8-bit sets: larger chunks
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        if direct is not None:
+            out[lo:hi] = direct(x[lo:hi], severity)
+            continue
         if was_uint8:  # uint8 NHWC -> float32 NCHW / 255, one chunk at a time (cache-sized)
             xc = torch.empty((hi - lo, 3, 32, 32), dtype=torch.float32, device=x.device)
             xc.copy_(x[lo:hi].permute(0, 3, 1, 2)).div_(255.0)

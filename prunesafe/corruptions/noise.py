@@ -72,16 +72,18 @@ def shot_noise(x: Tensor, severity: int, rng: ImageRNG) -> Tensor:
     q = torch.round(x * 255.0)
     u = rng.rand(tuple(x.shape[1:]), torch.float32).to(x.device)  # what rng.poisson_levels draws
     on_grid = (q / 255.0 == x).flatten(1).all(1)
-    levels = torch.arange(256, dtype=torch.float64, device=x.device) / 255.0 * c
-    if bool(on_grid.all()):
-        pos, kmax = _poisson_positions(q, levels, u)
-        return _shot_values(c, kmax, str(x.device)).index_select(0, pos).reshape(x.shape)
+
+    def from_table(levels_255: Tensor, uniforms: Tensor) -> Tensor:
+        rates = torch.arange(256, dtype=torch.float64, device=x.device) / 255.0 * c
+        pos, kmax = _poisson_positions(levels_255, rates, uniforms)
+        return _shot_values(c, kmax, str(x.device)).index_select(0, pos).reshape(levels_255.shape)
+
+    if bool(on_grid.all()):  # every uint8 batch
+        return from_table(q, u)
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
-    grid = on_grid.nonzero().squeeze(1)
+    grid, rest = on_grid.nonzero().squeeze(1), (~on_grid).nonzero().squeeze(1)
     if grid.numel():
-        pos, kmax = _poisson_positions(q[grid], levels, u[grid])
-        out[grid] = _shot_values(c, kmax, str(x.device)).index_select(0, pos).reshape(-1, *x.shape[1:])
-    rest = (~on_grid).nonzero().squeeze(1)
+        out[grid] = from_table(q[grid], u[grid])
     counts = _poisson_inverse(x[rest].to(torch.float64) * c, u[rest].to(torch.float64)).to(torch.float32)
     out[rest] = (counts / c).clamp_(0.0, 1.0).mul_(255.0)
     return out
