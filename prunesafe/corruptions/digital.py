@@ -293,20 +293,20 @@ def _dyadic(n_in: int, n_out: int) -> bool:
     return bool(ok.all()) and int((m > 0).sum(1).max()) <= 2
 
 
-def _jpeg_pil(img: Tensor, quality: int) -> Tensor:
-    """Pillow JPEG round trip per image (the reference's own code path)."""
+def _jpeg_pil(hwc: Tensor, quality: int) -> Tensor:
+    """Pillow JPEG round trip per image (the reference's own code path): uint8 NHWC in, uint8 NHWC out."""
     from io import BytesIO
 
     import numpy as np
     from PIL import Image
 
-    out = np.empty((img.shape[0], img.shape[2], img.shape[3], img.shape[1]), dtype=np.uint8)
-    for k, im in enumerate(img.permute(0, 2, 3, 1).numpy()):
+    out = np.empty(tuple(hwc.shape), dtype=np.uint8)
+    for k, im in enumerate(hwc.numpy()):
         buf = BytesIO()
         Image.fromarray(im).save(buf, "JPEG", quality=quality)
         buf.seek(0)
         out[k] = np.asarray(Image.open(buf).convert("RGB"))
-    return torch.from_numpy(out).permute(0, 3, 1, 2)
+    return torch.from_numpy(out)
 
 
 _JPEG_MIN_PER_THREAD = 16  # below this many images per thread the pool's overhead outweighs the gain
@@ -355,7 +355,7 @@ def _jpeg_round_trip_hwc(chw: Tensor, quality: int, backend: str) -> Tensor:
     if out is None:
         if backend == "torchvision":
             raise RuntimeError("torchvision.io cannot encode JPEG here; use backend='pil'")
-        out = _jpeg_pil(chw.contiguous(), quality).permute(0, 2, 3, 1)
+        out = _jpeg_pil(chw.permute(0, 2, 3, 1), quality)
     return out
 
 
