@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,23 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
+def run_cli(
+    args: list[str],
+    *,
+    env_extra: dict[str, str] | None = None,
+    timeout: float = 300,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` in a subprocess with one torch thread and this checkout on ``PYTHONPATH``.
+
+    The working directory is the repository root unless ``cwd`` is given; stdout/stderr are captured.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **(env_extra or {})}
+    return subprocess.run(
+        args, cwd=cwd or REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _in_ci() -> bool:

@@ -7,27 +7,18 @@ study, which ``tests/study`` covers piece by piece.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, SHARED_DIR, require_shared
+from conftest import REPO_ROOT, SHARED_DIR, require_shared, run_cli
 
 EXAMPLES = REPO_ROOT / "examples"
 
 
 def _run(args: list[str], cwd: Path) -> str:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "MPLBACKEND": "Agg",
-        "PYTHONPATH": str(REPO_ROOT),
-        "PRUNESAFE_SHARED": str(SHARED_DIR),
-    }
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    proc = run_cli(
+        [sys.executable, *args], cwd=cwd, env_extra={"MPLBACKEND": "Agg", "PRUNESAFE_SHARED": str(SHARED_DIR)}
     )
     assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from conftest import REPO_ROOT, run_cli  # noqa: F401  (re-exported for the study tests)
 
 N_TEST, N_TRAIN, N_CELL = 64, 160, 16
 CORRUPTIONS = ("fog", "contrast")
@@ -60,15 +57,6 @@ def base_config(tiny_data: Path, checkpoint: Path, tmp_path: Path) -> dict[str, 
         "bootstrap_resamples": 100,
         "batch_size": 64,
     }
-
-
-def run_cli(
-    args: list[str], *, env_extra: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **(env_extra or {})}
-    return subprocess.run(
-        args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
